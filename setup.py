@@ -1,0 +1,38 @@
+"""
+Packaging for txvaurien.
+
+The flat layout ships two top-level things: the C{txvaurien} package and the
+module C{twisted/plugins/txvaurien_plugin.py}, which is what makes
+C{twistd vaurien} and C{twist vaurien} exist.  C{twisted} and
+C{twisted/plugins} have no C{__init__.py} on purpose: they are namespace
+directories merged into Twisted's own, so C{twisted.plugins} is listed
+explicitly.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="txvaurien",
+    version="0.1.0",
+    description="A chaos TCP proxy built on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["txvaurien", "txvaurien.*"])
+    + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["txvaurien_plugin.py"]},
+    install_requires=[
+        "twisted[tls]>=23.10",
+        "zope.interface>=5",
+    ],
+    extras_require={
+        "dev": ["hypothesis"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Software Development :: Testing",
+        "Topic :: System :: Networking",
+    ],
+)

@@ -1,0 +1,105 @@
+"""
+Base classes for behaviors and their faults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from txvaurien.frames import BOTH, DIRECTIONS
+from txvaurien.interfaces import IBehavior, IConnection, IFault, IStage
+from txvaurien.options import Choice, Number
+from txvaurien.plugin import Configurable
+
+
+def commonOptions(direction: str) -> dict[str, tuple[str, Any, Any]]:
+    """
+    The options every behavior has, with C{direction} as the default
+    direction.
+    """
+    return {
+        "direction": (
+            "Which way the behavior acts: upstream (client to backend), "
+            "downstream (backend to client) or both",
+            Choice(*DIRECTIONS),
+            direction,
+        ),
+        "toxicity": (
+            "Probability (0 to 1) that the behavior applies to a given "
+            "connection, or request under request scope",
+            Number(float, 0.0, 1.0),
+            1.0,
+        ),
+    }
+
+
+@implementer(IPlugin, IBehavior)
+class Behavior(Configurable):
+    """
+    A base for behaviors.
+
+    Subclasses set C{name}, their own C{options} and C{defaultDirection};
+    the common C{direction} and C{toxicity} options are added to
+    C{options} when the class is defined.  They override
+    L{connectionMade} to act on a connection as a whole and L{buildFault}
+    to act on frames.
+
+    An instance is also a Twisted plugin: a third-party package exposes
+    C{myBehavior = MyBehavior()} in a C{twisted/plugins/} module.
+    """
+
+    defaultDirection: ClassVar[str] = BOTH
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = {
+            name: spec
+            for name, spec in cls.options.items()
+            if name not in ("direction", "toxicity")
+        }
+        if cls.__dict__.get("inert"):
+            cls.options = own
+        else:
+            cls.options = {**own, **commonOptions(cls.defaultDirection)}
+
+    def connectionMade(self, connection: IConnection) -> Any:
+        """
+        Do nothing to the connection as a whole.
+        """
+        return None
+
+    def buildFault(self, stage: IStage) -> IFault | None:
+        """
+        Act on no frames.
+        """
+        return None
+
+
+@implementer(IFault)
+class Fault:
+    """
+    A fault that forwards everything unchanged; subclasses override what
+    they change.
+
+    @ivar stage: the L{IStage} this fault sits in.
+    @ivar settings: the behavior's live settings.
+    """
+
+    def __init__(self, stage: IStage) -> None:
+        self.stage = stage
+        self.settings = stage.behavior.settings
+
+    def frameReceived(self, frame: Any) -> None:
+        self.stage.forward(frame)
+
+    def eofReceived(self) -> None:
+        self.stage.forwardEOF()
+
+    def unlink(self) -> None:
+        pass
+
+    def connectionLost(self) -> None:
+        pass

@@ -1,0 +1,349 @@
+"""
+The interfaces of txvaurien.
+
+Two kinds of plugin make a chaos proxy:
+
+  - an L{IProtocolHandler} knows a wire protocol.  For every proxied
+    connection it builds an L{IProtocolSession}, whose two L{IFramer}s cut
+    each direction's bytes into L{txvaurien.frames.Frame}s (a request, a
+    response, or for C{tcp} whatever arrived) and which can write an error
+    the client will parse;
+
+  - an L{IBehavior} decides a fault.  For every connection (or request) it
+    was chosen for, and for every direction it acts on, it builds an
+    L{IFault}, which receives the frames through an L{IStage} and forwards,
+    delays, splits, drops or replaces them, or closes the connection.
+
+Both kinds declare C{name} and C{options}; L{txvaurien.options} turns that
+one declaration into command-line flags, configuration-file keys,
+control-API fields and documentation.
+
+Faults never touch sockets: they work through the small L{IConnection} and
+L{IStage} APIs and the reactor's clock, so every one of them runs on
+L{twisted.internet.task.Clock} in tests.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IPluginDeclaration(Interface):
+    """
+    What behaviors and protocol handlers have in common: a name, declared
+    options and their current values.
+    """
+
+    name = Attribute(
+        """
+        The C{str} a user types to select this plugin (C{"delay"},
+        C{"http"}).  Lower case letters, digits and underscores.
+        """
+    )
+
+    options = Attribute(
+        """
+        A mapping of option name to C{(description, type, default)}.
+
+        C{type} is C{int}, C{float}, C{bool}, C{str}, C{list[int]},
+        C{list[float]}, C{list[str]} or a L{txvaurien.options.OptionType}
+        (for example L{txvaurien.options.Choice}).
+        """
+    )
+
+    settings = Attribute(
+        """
+        A mutable mapping of every declared option name to its validated
+        value.  The proxy may update it at run time (control API); faults
+        that read it when they act honour the change on live connections.
+        """
+    )
+
+    def configure(settings):
+        """
+        Make an independent, configured copy of this plugin.
+
+        @param settings: validated values for some or all declared options
+            (missing ones take their declared default).
+        @type settings: L{dict}
+
+        @return: a new provider of the same interface, with its own
+            C{settings} and its own proxy-wide state.
+        """
+
+
+class IBehavior(IPluginDeclaration):
+    """
+    A fault that can be injected, like a L{twisted.internet.protocol.Factory}
+    whose protocols are L{IFault}s.
+
+    One configured provider exists per entry of a proxy's behavior table, so
+    proxy-wide state (counters such as C{error}'s warm-up) lives on it.
+
+    Two options are common to every behavior and are always present in
+    C{settings}: C{direction} (C{"upstream"}, C{"downstream"} or C{"both"};
+    which Pipes its faults act on) and C{toxicity} (the probability, 0 to
+    1, that it applies to a given connection or request).
+    """
+
+    def connectionMade(connection):
+        """
+        A client connected and this behavior was chosen for the whole
+        connection.  Called before the backend connection is attempted.
+
+        The behavior may close or reset C{connection} (then the backend is
+        never contacted), or return a L{Deferred} to delay the backend
+        connection until it fires.
+
+        It is also called when a change of the behavior table adds this
+        behavior to a live connection; a L{Deferred} returned then is
+        ignored.  Effects that must stop when the behavior is removed again
+        (timers) belong in its faults, which are unlinked.
+
+        @param connection: the connection.
+        @type connection: L{IConnection}
+
+        @return: L{None} or a L{twisted.internet.defer.Deferred}.
+        """
+
+    def buildFault(stage):
+        """
+        Build the fault that acts on one direction of one connection (or of
+        one request and its response, under request scope).
+
+        @param stage: the fault's place in its Pipe.
+        @type stage: L{IStage}
+
+        @return: an L{IFault} provider, or L{None} if this behavior does not
+            act on frames in this direction.
+        """
+
+
+class IFault(Interface):
+    """
+    What one behavior does to the frames of one direction, like a
+    L{twisted.internet.interfaces.IProtocol} built by an L{IBehavior}.
+
+    Every frame a fault receives leaves it exactly once, later or at once,
+    through L{IStage.forward} or L{IStage.drop} (a fault that splits a frame
+    forwards the pieces and gives the last piece the frame's C{last} flag),
+    unless the connection closes first.  The Pipe relies on this to keep
+    messages in order.
+    """
+
+    def frameReceived(frame):
+        """
+        A frame reached this fault.
+
+        @type frame: L{txvaurien.frames.Frame}
+        """
+
+    def eofReceived():
+        """
+        The source of this direction half-closed its side.  Call
+        L{IStage.forwardEOF} to pass the end of stream on, now or later,
+        after any frames still held.
+        """
+
+    def unlink():
+        """
+        The behavior table changed and this fault leaves the Pipe while the
+        connection stays up: forward every frame still held, now, and cancel
+        timers.
+        """
+
+    def connectionLost():
+        """
+        The connection is gone.  Drop held frames and cancel timers.
+        """
+
+
+class IStage(Interface):
+    """
+    A fault's handle on its place in one Pipe.
+    """
+
+    direction = Attribute('C{"upstream"} (client to backend) or C{"downstream"}.')
+    connection = Attribute("The L{IConnection} this stage belongs to.")
+    behavior = Attribute("The configured L{IBehavior} whose fault sits here.")
+    message = Attribute(
+        """
+        Under request scope, the request L{txvaurien.frames.Message} whose
+        exchange this stage serves; L{None} under connection scope.
+        """
+    )
+
+    def forward(frame):
+        """
+        Pass C{frame} on to the next fault, or to the peer if this is the
+        last one.
+        """
+
+    def drop(frame):
+        """
+        Discard C{frame}: its bytes never reach the peer.
+        """
+
+    def forwardEOF():
+        """
+        Pass the end of stream on.
+        """
+
+    def pauseSource():
+        """
+        Stop reading from this direction's source, for example because the
+        fault holds as much as it should.  Calls nest: the source resumes
+        after as many L{resumeSource} calls.
+        """
+
+    def resumeSource():
+        """
+        Undo one L{pauseSource}.
+        """
+
+
+class IConnection(Interface):
+    """
+    One proxied client connection and its backend connection: the API a
+    fault uses to act on a connection as a whole.
+    """
+
+    id = Attribute("An C{int}, unique within its proxy, in accept order.")
+    clock = Attribute("The L{twisted.internet.interfaces.IReactorTime} to use.")
+    random = Attribute(
+        """
+        A L{random.Random} for this connection alone, derived from the
+        proxy's seed and C{id}, so that a run can be reproduced.
+        """
+    )
+    session = Attribute("The L{IProtocolSession} framing this connection.")
+    proxy = Attribute("The L{txvaurien.proxy.ProxyServerFactory} serving it.")
+
+    def callLater(delay, f, *args, **kwargs):
+        """
+        Like L{IReactorTime.callLater}, but the call is cancelled when the
+        connection closes.
+
+        @return: the L{twisted.internet.interfaces.IDelayedCall}.
+        """
+
+    def reply(request, data):
+        """
+        Send C{data} to the client as the complete response to C{request},
+        in the position the protocol expects it (after the responses to
+        earlier requests).
+
+        @param request: the request L{txvaurien.frames.Message}, or L{None}
+            for bytes that answer nothing in particular (C{tcp}).
+        @param data: L{bytes}.
+        """
+
+    def close():
+        """
+        Close both sides cleanly (FIN), after writing what is buffered.
+        """
+
+    def reset():
+        """
+        Close the client side with a TCP reset (RST) and drop the backend
+        side.
+        """
+
+    def abort():
+        """
+        Drop both sides at once, without writing what is buffered.
+        """
+
+
+class IFramer(Interface):
+    """
+    Cuts one direction's byte stream into frames.  Framing never changes
+    bytes: the data of the frames returned concatenates to exactly the data
+    fed, whatever the chunking.
+    """
+
+    def feed(data):
+        """
+        @param data: the next bytes of this direction.
+        @type data: L{bytes}
+
+        @return: a L{list} of L{txvaurien.frames.Frame}.
+        """
+
+    def finish():
+        """
+        The direction ended (EOF).
+
+        @return: a L{list} of final frames, for example an empty frame that
+            ends a message delimited by the close.
+        """
+
+
+class IProtocolSession(Interface):
+    """
+    One connection's view of a wire protocol, like a
+    L{twisted.internet.interfaces.IProtocol} built by an L{IProtocolHandler}.
+    """
+
+    upstream = Attribute("The L{IFramer} for client-to-backend bytes.")
+    downstream = Attribute("The L{IFramer} for backend-to-client bytes.")
+    serverSpeaksFirst = Attribute(
+        "C{True} if the backend talks before the client (SMTP, MySQL)."
+    )
+    passthrough = Attribute(
+        """
+        C{True} while framing adds nothing a behavior could use (C{tcp}, or
+        a connection that switched to TLS).  With no fault on a Pipe, a
+        passthrough session lets the proxy skip the framers altogether, so
+        once a session says C{True} its framers must not depend on bytes
+        they did not see.
+        """
+    )
+
+    def requestSent(request):
+        """
+        The first bytes of C{request} were written to the backend.  Requests
+        a fault swallowed never are, so the session can pair backend
+        responses with the requests the backend really saw.
+
+        @type request: L{txvaurien.frames.Message}
+        """
+
+    def errorReply(request, reason, code=None):
+        """
+        Bytes the client will parse as a protocol error answering
+        C{request}.
+
+        @param request: the request L{txvaurien.frames.Message}, or L{None}.
+        @param reason: a short human-readable L{str}.
+        @param code: a numeric status a behavior asks for, in the HTTP
+            status space (the C{error} behavior's C{codes}); protocols whose
+            errors have no such status ignore it and use their own options.
+        @rtype: L{bytes}
+        """
+
+    def connectFailed(reason):
+        """
+        The backend could not be reached.
+
+        @param reason: a short human-readable L{str}.
+        @return: L{bytes} to send the client before closing (may be empty).
+        """
+
+
+class IProtocolHandler(IPluginDeclaration):
+    """
+    A wire protocol the proxy can frame, like a
+    L{twisted.internet.protocol.Factory} of L{IProtocolSession}s.
+    """
+
+    framesRequests = Attribute(
+        """
+        C{True} if sessions cut streams into requests and responses, which
+        makes request scope the default for the behavior table.
+        """
+    )
+
+    def buildSession(connection):
+        """
+        @param connection: the L{IConnection} to frame.
+        @return: an L{IProtocolSession}.
+        """

@@ -1,0 +1,433 @@
+"""
+One declaration, every surface.
+
+A behavior or protocol handler declares::
+
+    options = {
+        "sleep": ("Delay in seconds", float, 1.0),
+        "codes": ("HTTP status codes to pick from", list[int], [500, 502]),
+    }
+
+This module is the only place that reads such declarations.  It turns them
+into command-line parameters and flags (C{--behavior-delay-sleep},
+C{--behavior-delay-no-before}), configuration-file keys
+(C{[behavior:delay] sleep = 2}), validated values for the control API (from
+JSON), and the reference tables of the documentation.
+
+A declared type is C{int}, C{float}, C{bool}, C{str}, C{list[int]},
+C{list[float]}, C{list[str]}, or an L{OptionType} such as L{Number},
+L{Choice} or L{ListOf} when the value has bounds or a closed set of values.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_TRUE = frozenset(["1", "true", "yes", "on", "y", "t"])
+_FALSE = frozenset(["0", "false", "no", "off", "n", "f"])
+
+
+class OptionError(ValueError):
+    """
+    A value given for an option is not acceptable.
+
+    @ivar name: the option's full name (C{"behavior-delay-sleep"}), or the
+        key or field where it was given.
+    @ivar description: what is wrong, for a human.
+    """
+
+    def __init__(self, name: str, description: str) -> None:
+        ValueError.__init__(self, "{}: {}".format(name, description))
+        self.name = name
+        self.description = description
+
+
+class OptionType:
+    """
+    How an option's value is read from text (command line, INI file) and
+    checked when given as JSON (control API).
+
+    @ivar name: the type's name in help and documentation.
+    """
+
+    name = "value"
+
+    def parse(self, text: str) -> Any:
+        """
+        Read a value from text.
+
+        @raise ValueError: with a message saying what was expected.
+        """
+        raise NotImplementedError()
+
+    def check(self, value: Any) -> Any:
+        """
+        Validate a value that came as JSON (or from Python); text is parsed.
+
+        @raise ValueError: with a message saying what was expected.
+        """
+        if isinstance(value, str):
+            return self.parse(value)
+        raise ValueError("expected {}, got {!r}".format(self.name, value))
+
+    def format(self, value: Any) -> str:
+        """
+        Render a value the way L{parse} reads it.
+        """
+        return str(value)
+
+
+class Number(OptionType):
+    """
+    An C{int} or C{float}, optionally bounded.
+
+    @ivar kind: C{int} or C{float}.
+    @ivar minimum: the lowest accepted value, or L{None}.
+    @ivar maximum: the highest accepted value, or L{None}.
+    @ivar exclusiveMinimum: if true, C{minimum} itself is refused.
+    """
+
+    def __init__(
+        self,
+        kind: type = float,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusiveMinimum: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.minimum = minimum
+        self.maximum = maximum
+        self.exclusiveMinimum = exclusiveMinimum
+        self.name = "integer" if kind is int else "number"
+        bounds = []
+        if minimum is not None:
+            bounds.append("{} {}".format(">" if exclusiveMinimum else ">=", minimum))
+        if maximum is not None:
+            bounds.append("<= {}".format(maximum))
+        if bounds:
+            self.name += " " + " and ".join(bounds)
+
+    def parse(self, text: str) -> Any:
+        try:
+            value = self.kind(text.strip())
+        except ValueError:
+            raise ValueError("expected {}, got {!r}".format(self.name, text))
+        return self._bounded(value)
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.parse(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("expected {}, got {!r}".format(self.name, value))
+        if self.kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected {}, got {!r}".format(self.name, value))
+            value = int(value)
+        else:
+            value = float(value)
+        return self._bounded(value)
+
+    def _bounded(self, value: Any) -> Any:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected {}, got {!r}".format(self.name, value))
+        low, high = self.minimum, self.maximum
+        if low is not None and (
+            value < low or (self.exclusiveMinimum and value == low)
+        ):
+            raise ValueError("expected {}, got {!r}".format(self.name, value))
+        if high is not None and value > high:
+            raise ValueError("expected {}, got {!r}".format(self.name, value))
+        return value
+
+
+class Boolean(OptionType):
+    """
+    C{true}/C{false} (also C{yes}/C{no}, C{on}/C{off}, C{1}/C{0}).
+    """
+
+    name = "boolean"
+
+    def parse(self, text: str) -> bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError("expected true or false, got {!r}".format(text))
+
+    def check(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return self.parse(value)
+        raise ValueError("expected true or false, got {!r}".format(value))
+
+    def format(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+class String(OptionType):
+    """
+    Any text.
+    """
+
+    name = "string"
+
+    def parse(self, text: str) -> str:
+        return text
+
+
+class Choice(OptionType):
+    """
+    One of a closed set of words.
+    """
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.name = "|".join(choices)
+
+    def parse(self, text: str) -> str:
+        word = text.strip()
+        if word not in self.choices:
+            raise ValueError(
+                "expected one of {}, got {!r}".format(", ".join(self.choices), text)
+            )
+        return word
+
+
+class ListOf(OptionType):
+    """
+    A comma-separated list (text) or a JSON array of one element type.
+    """
+
+    def __init__(self, element: OptionType, nonEmpty: bool = False) -> None:
+        self.element = element
+        self.nonEmpty = nonEmpty
+        self.name = "comma-separated {}s".format(element.name)
+
+    def parse(self, text: str) -> list[Any]:
+        items = [item for item in text.split(",") if item.strip()]
+        return self._checked([self.element.parse(item) for item in items])
+
+    def check(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            return self.parse(value)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("expected a list of {}s, got {!r}".format(
+                self.element.name, value))
+        return self._checked([self.element.check(item) for item in value])
+
+    def _checked(self, values: list[Any]) -> list[Any]:
+        if self.nonEmpty and not values:
+            raise ValueError("expected at least one {}".format(self.element.name))
+        return values
+
+    def format(self, value: Any) -> str:
+        return ",".join(self.element.format(item) for item in value)
+
+
+_SIMPLE: dict[Any, OptionType] = {
+    int: Number(int),
+    float: Number(float),
+    bool: Boolean(),
+    str: String(),
+}
+
+
+def optionType(declared: Any) -> OptionType:
+    """
+    The L{OptionType} for a declared type.
+
+    @raise TypeError: if C{declared} is not a supported type.
+    """
+    if isinstance(declared, OptionType):
+        return declared
+    if declared in _SIMPLE:
+        return _SIMPLE[declared]
+    if isinstance(declared, types.GenericAlias) and declared.__origin__ is list:
+        (element,) = declared.__args__
+        return ListOf(optionType(element))
+    if isinstance(declared, list) and len(declared) == 1:
+        return ListOf(optionType(declared[0]))
+    raise TypeError("unsupported option type {!r}".format(declared))
+
+
+class OptionSpec:
+    """
+    One declared option, read.
+
+    @ivar name: the option's name as declared (C{"average_size"}).
+    @ivar description: the declared description.
+    @ivar type: its L{OptionType}.
+    @ivar default: its declared default.
+    """
+
+    __slots__ = ("name", "description", "type", "default")
+
+    def __init__(self, name: str, description: str, type: OptionType, default: Any):
+        self.name = name
+        self.description = description
+        self.type = type
+        self.default = default
+
+    @property
+    def isFlag(self) -> bool:
+        """
+        Whether the option is a boolean, which the command line spells as a
+        flag and its C{no-} form.
+        """
+        return isinstance(self.type, Boolean)
+
+
+def specs(declaration: Any) -> dict[str, OptionSpec]:
+    """
+    Read a declaration's C{options} mapping.
+
+    @param declaration: anything with an C{options} attribute (a plugin, or
+        a plain mapping holder).
+    @raise TypeError: if the declaration is malformed; that is a bug in the
+        plugin, reported when it is loaded.
+    """
+    options = declaration if isinstance(declaration, Mapping) else declaration.options
+    result = {}
+    for name, entry in options.items():
+        try:
+            description, declared, default = entry
+        except (TypeError, ValueError):
+            raise TypeError(
+                "option {!r} must be (description, type, default), got {!r}".format(
+                    name, entry
+                )
+            )
+        kind = optionType(declared)
+        if default is not None:
+            try:
+                default = kind.check(default)
+            except ValueError as e:
+                raise TypeError(
+                    "default of option {!r} is invalid: {}".format(name, e)
+                )
+        result[name] = OptionSpec(name, description, kind, default)
+    return result
+
+
+def defaults(declaration: Any) -> dict[str, Any]:
+    """
+    Every declared option with its default value.
+    """
+    return {name: spec.default for name, spec in specs(declaration).items()}
+
+
+def validate(
+    declaration: Any,
+    values: Mapping[str, Any],
+    where: str = "",
+    partial: bool = False,
+) -> dict[str, Any]:
+    """
+    Check values given for a declaration's options.
+
+    @param values: option name to value; text values (command line, INI)
+        are parsed, others (JSON, Python) are checked.  Names may use
+        dashes for underscores.
+    @param where: a prefix for error names (C{"behavior-delay-"},
+        C{"[behavior:delay] "}).
+    @param partial: if true, return only the given options; otherwise
+        fill the others with their defaults.
+
+    @raise OptionError: naming the first unknown option or invalid value.
+    """
+    known = specs(declaration)
+    result = {} if partial else {n: s.default for n, s in known.items()}
+    for given, value in values.items():
+        name = given.replace("-", "_")
+        spec = known.get(name)
+        if spec is None:
+            raise OptionError(
+                where + given,
+                "unknown option; known: {}".format(", ".join(sorted(known)) or "none"),
+            )
+        try:
+            result[name] = spec.type.check(value)
+        except ValueError as e:
+            raise OptionError(where + given, str(e))
+    return result
+
+
+def flagName(kind: str, pluginName: str, optionName: str) -> str:
+    """
+    The long command-line option for a plugin option, without C{--}:
+    C{flagName("behavior", "slow_close", "delay")} is
+    C{"behavior-slow-close-delay"}.
+    """
+    return "-".join(
+        [kind, pluginName.replace("_", "-"), optionName.replace("_", "-")]
+    )
+
+
+def usageParameters(
+    kind: str, plugins: Iterable[Any]
+) -> tuple[list[list[Any]], list[list[Any]], dict[str, tuple[str, str, bool | None]]]:
+    """
+    Command-line options for every option of C{plugins}, in the shape
+    L{twisted.python.usage.Options} wants.
+
+    @param kind: C{"behavior"} or C{"protocol"}.
+    @return: C{(optParameters, optFlags, index)}: C{index} maps each
+        generated option name to C{(pluginName, optionName, flagValue)},
+        where C{flagValue} is L{None} for a parameter and C{True} or
+        C{False} for the two flags of a boolean.
+    """
+    parameters: list[list[Any]] = []
+    flags: list[list[Any]] = []
+    index: dict[str, tuple[str, str, bool | None]] = {}
+    for plugin in plugins:
+        for spec in specs(plugin).values():
+            long = flagName(kind, plugin.name, spec.name)
+            if spec.isFlag:
+                off = flagName(kind, plugin.name, "no-" + spec.name)
+                flags.append([long, None, "{} (default: {})".format(
+                    spec.description, spec.type.format(spec.default))])
+                flags.append([off, None, "Turn off --{}.".format(long)])
+                index[long] = (plugin.name, spec.name, True)
+                index[off] = (plugin.name, spec.name, False)
+            else:
+                parameters.append([long, None, None, "{} [{}] (default: {})".format(
+                    spec.description, spec.type.name, _formatDefault(spec))])
+                index[long] = (plugin.name, spec.name, None)
+    return parameters, flags, index
+
+
+def _formatDefault(spec: OptionSpec) -> str:
+    if spec.default is None:
+        return "none"
+    return spec.type.format(spec.default)
+
+
+def docsTable(declaration: Any, kind: str) -> str:
+    """
+    A reStructuredText table of a plugin's options: name, type, default,
+    command-line option and description.
+    """
+    rows = [("Option", "Type", "Default", "Command line", "Description")]
+    for spec in specs(declaration).values():
+        rows.append((
+            "``{}``".format(spec.name),
+            spec.type.name,
+            "``{}``".format(_formatDefault(spec)),
+            "``--{}``".format(flagName(kind, declaration.name, spec.name)),
+            spec.description,
+        ))
+    if len(rows) == 1:
+        return "This {} has no options.\n".format(kind)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * width for width in widths)
+    lines = [rule]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append(rule)
+    lines.append(rule)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,297 @@
+"""
+Zero-copy forwarding on Linux.
+
+When nothing inspects or delays a direction (a passthrough protocol and no
+fault), its bytes need not enter Python at all: L{Splicer} replaces the
+source transport's C{doRead} so that, when the reactor reports the socket
+readable, the bytes are moved with C{splice(2)} from the source socket into
+a kernel pipe and from the pipe into the sink socket, and Python only sees
+byte counts.
+
+Kernel pipes come from a L{PipePool}.  A read goes through the pool's
+scratch pipe, which is empty again once its bytes reach the sink; only when
+the sink cannot take them all does the direction keep the pipe (its
+backlog), stop reading its source, and take over the sink's C{doWrite}
+until the backlog is drained.  An idle connection therefore holds no pipe.
+
+The transports stay the reactor's selectables and keep doing everything
+else (closing, half-closing, the other direction's writes); the Splicer
+gives C{doRead} and C{doWrite} back when it stops, after moving any backlog
+into the sink transport's ordinary write buffer.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from typing import Any, Callable
+
+from twisted.internet import main, tcp
+
+_splice = getattr(os, "splice", None)
+_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1024 * 1024
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+def available() -> bool:
+    """
+    Whether this platform can splice (Linux with Python 3.10 or newer).
+    """
+    return _splice is not None
+
+
+def eligible(transport: Any) -> bool:
+    """
+    Whether C{transport} is a plain stream socket transport that a
+    L{Splicer} may drive: a TCP or UNIX socket connection of a POSIX
+    reactor, without TLS.
+    """
+    return (
+        isinstance(transport, tcp.Connection)
+        and not getattr(transport, "TLS", False)
+        and getattr(transport, "socket", None) is not None
+    )
+
+
+class PipePool:
+    """
+    Kernel pipes for splicing, reused.
+
+    @ivar size: the capacity asked for each pipe.
+    @ivar spare: the most idle pipes kept open.
+    """
+
+    def __init__(self, size: int = PIPE_SIZE, spare: int = 16) -> None:
+        self.size = size
+        self.spare = spare
+        self._idle: list[tuple[int, int]] = []
+        self.created = 0
+
+    def take(self) -> tuple[int, int]:
+        """
+        An empty pipe, as C{(readFD, writeFD)}.
+        """
+        if self._idle:
+            return self._idle.pop()
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, self.size)
+        except OSError:
+            pass
+        self.created += 1
+        return r, w
+
+    def give(self, pipe: tuple[int, int]) -> None:
+        """
+        Return an empty pipe.
+        """
+        if len(self._idle) < self.spare:
+            self._idle.append(pipe)
+        else:
+            self.close(pipe)
+
+    def close(self, pipe: tuple[int, int]) -> None:
+        """
+        Close a pipe that may hold data.
+        """
+        for fd in pipe:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def clear(self) -> None:
+        """
+        Close every idle pipe.
+        """
+        while self._idle:
+            self.close(self._idle.pop())
+
+
+pool = PipePool()
+
+
+class Splicer:
+    """
+    Drives one direction with C{splice(2)}.
+
+    @ivar backlog: bytes read from the source and not yet written to the
+        sink (held in C{pipe}).
+    @ivar active: whether the Splicer is driving its transports.
+    """
+
+    __slots__ = (
+        "source",
+        "sink",
+        "count",
+        "blocked",
+        "drained",
+        "pool",
+        "pipe",
+        "backlog",
+        "active",
+        "_srcfd",
+        "_sinkfd",
+    )
+
+    def __init__(
+        self,
+        source: Any,
+        sink: Any,
+        count: Callable[[int], None],
+        blocked: Callable[[bool], None],
+        drained: Callable[[], None],
+        pool: PipePool = pool,
+    ) -> None:
+        """
+        @param count: called with the number of bytes read, per read.
+        @param blocked: called with C{True} when the sink cannot take more
+            (the source must stop reading) and C{False} when it can again.
+        @param drained: called when a backlog was fully written.
+        """
+        self.source = source
+        self.sink = sink
+        self.count = count
+        self.blocked = blocked
+        self.drained = drained
+        self.pool = pool
+        self.pipe: tuple[int, int] | None = None
+        self.backlog = 0
+        self.active = False
+        self._srcfd = -1
+        self._sinkfd = -1
+
+    def start(self) -> None:
+        """
+        Take over reading the source.
+        """
+        self._srcfd = self.source.socket.fileno()
+        self._sinkfd = self.sink.socket.fileno()
+        self.active = True
+        self.source.doRead = self.doRead
+
+    def doRead(self) -> Any:
+        """
+        The source socket is readable: move what it holds to the sink.
+        """
+        if self.pipe is not None:
+            # A backlog waits for the sink; read nothing more until it is
+            # written, whoever asked the source to read.
+            self.source.stopReading()
+            return None
+        pipe = self.pool.take()
+        try:
+            n = _splice(self._srcfd, pipe[1], self.pool.size, flags=_FLAGS)
+        except OSError as e:
+            self.pool.give(pipe)
+            if e.errno in _AGAIN:
+                return None
+            return main.CONNECTION_LOST
+        if not n:
+            self.pool.give(pipe)
+            return main.CONNECTION_DONE
+        self.count(n)
+        left = self._flush(pipe[0], n)
+        if left:
+            self.pipe = pipe
+            self.backlog = left
+            self.sink.doWrite = self.doWrite
+            self.sink.startWriting()
+            self.blocked(True)
+        else:
+            self.pool.give(pipe)
+        return None
+
+    def _flush(self, fd: int, n: int) -> int:
+        """
+        Write up to C{n} bytes from pipe C{fd} to the sink.
+
+        @return: how many are left; on a write error, all of them (the
+            sink's C{doWrite} then meets the error and reports it).
+        """
+        while n:
+            try:
+                sent = _splice(fd, self._sinkfd, n, flags=_FLAGS)
+            except OSError:
+                return n
+            if not sent:
+                return n
+            n -= sent
+        return 0
+
+    def doWrite(self) -> Any:
+        """
+        The sink socket is writable and a backlog waits: write it.
+        """
+        assert self.pipe is not None
+        try:
+            left = self.backlog
+            while left:
+                sent = _splice(self.pipe[0], self._sinkfd, left, flags=_FLAGS)
+                if not sent:
+                    break
+                left -= sent
+        except OSError as e:
+            self.backlog = left
+            if e.errno in _AGAIN:
+                return None
+            return main.CONNECTION_LOST
+        self.backlog = left
+        if left:
+            return None
+        self.pool.give(self.pipe)
+        self.pipe = None
+        result = self._restoreWrite()
+        if self.active:
+            self.blocked(False)
+        self.drained()
+        return result
+
+    def _restoreWrite(self) -> Any:
+        """
+        Give the sink its own C{doWrite} back and let it run once, so that
+        a close or producer resumption it was waiting for happens.
+        """
+        if self.sink.__dict__.get("doWrite") == self.doWrite:
+            del self.sink.doWrite
+        return self.sink.doWrite()
+
+    def stop(self) -> None:
+        """
+        Give both transports back.  A backlog is read out of the kernel
+        pipe and written to the sink transport, ahead of anything written
+        after.
+        """
+        if not self.active:
+            return
+        self.active = False
+        if self.source.__dict__.get("doRead") == self.doRead:
+            del self.source.doRead
+        if self.pipe is not None:
+            chunks = []
+            while self.backlog:
+                data = os.read(self.pipe[0], self.backlog)
+                if not data:
+                    break
+                chunks.append(data)
+                self.backlog -= len(data)
+            self.pool.give(self.pipe) if not self.backlog else self.pool.close(self.pipe)
+            self.pipe = None
+            self.backlog = 0
+            if self.sink.__dict__.get("doWrite") == self.doWrite:
+                del self.sink.doWrite
+            self.sink.write(b"".join(chunks))
+            self.blocked(False)
+
+    def release(self) -> None:
+        """
+        The connection is gone: close any pipe still held.
+        """
+        self.active = False
+        if self.pipe is not None:
+            self.pool.close(self.pipe)
+            self.pipe = None
+            self.backlog = 0

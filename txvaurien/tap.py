@@ -1,0 +1,393 @@
+"""
+C{twistd vaurien}: command-line options and the service they make.
+
+Every option has one declaration (L{CORE} here, C{options} on each
+behavior and protocol handler), from which L{txvaurien.options} makes the
+command-line option, the configuration-file key and the checks.  A value
+given on the command line wins over the configuration file (C{--config}),
+which wins over the declared default.
+"""
+
+from __future__ import annotations
+
+import configparser
+from typing import Any, Mapping
+
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from txvaurien import endpoints, logs, options
+from txvaurien.demo import DemoBackend, DemoService
+from txvaurien.options import Choice, ListOf, Number, OptionError, String
+from txvaurien.proxy import ProxyServerFactory
+from txvaurien.randomness import RandomSource
+from txvaurien.registry import Registry, UnknownPlugin, defaultRegistry
+from txvaurien.service import ProxyService
+from txvaurien.table import CONNECTION, REQUEST, TableError, buildTable
+
+DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
+
+CORE: dict[str, tuple[str, Any, Any]] = {
+    "proxy": (
+        "Endpoint to listen on, repeatable: a Twisted endpoint string or "
+        "host:port",
+        ListOf(String(), nonEmpty=True),
+        [DEFAULT_LISTEN],
+    ),
+    "backend": (
+        "Where to forward: a client endpoint string (tcp:host=H:port=P, "
+        "unix:/path, tls:...), host:port, or 'demo' for the built-in demo "
+        "HTTP backend",
+        str,
+        None,
+    ),
+    "protocol": ("Protocol handler framing the traffic", str, "tcp"),
+    "behavior": (
+        "Behavior table: weighted behaviors such as 20:delay,10:error "
+        "(the rest of 100 is dummy); join behaviors with + to chain them",
+        str,
+        "100:dummy",
+    ),
+    "behavior_scope": (
+        "Choose behaviors per connection or per request (auto: per request "
+        "when the protocol frames requests)",
+        Choice("auto", CONNECTION, REQUEST),
+        "auto",
+    ),
+    "timeout": (
+        "Seconds to wait for the backend to accept a connection",
+        Number(float, 0, exclusiveMinimum=True),
+        30.0,
+    ),
+    "idle_timeout": (
+        "Close a connection after this many seconds without traffic (0: never)",
+        Number(float, 0),
+        0.0,
+    ),
+    "shutdown_grace": (
+        "On stop, seconds to let live connections finish before closing them",
+        Number(float, 0),
+        5.0,
+    ),
+    "seed": (
+        "Seed of all randomness, to repeat a run (default: drawn and logged)",
+        Number(int, 0),
+        None,
+    ),
+    "log_level": ("Least level logged", Choice(*logs.LEVELS), "info"),
+    "splice": (
+        "Forward untouched bytes with splice(2) inside the kernel (Linux)",
+        bool,
+        True,
+    ),
+}
+
+_SHORT = {"proxy": "p", "backend": "b"}
+
+
+class ConfigError(ValueError):
+    """
+    The configuration file is unreadable or invalid.
+    """
+
+
+def _coreParameters() -> tuple[list[list[Any]], list[list[Any]]]:
+    parameters, flags = [], []
+    for spec in options.specs(CORE).values():
+        if spec.name == "proxy":
+            continue
+        long = spec.name.replace("_", "-")
+        default = "none" if spec.default is None else spec.type.format(spec.default)
+        if spec.isFlag:
+            flags.append([long, None, "{} (default: {})".format(spec.description, default)])
+            flags.append(["no-" + long, None, "Turn off --{}.".format(long)])
+        else:
+            parameters.append([
+                long, _SHORT.get(spec.name), None,
+                "{} [{}] (default: {})".format(spec.description, spec.type.name, default),
+            ])
+    return parameters, flags
+
+
+def readConfig(path: str) -> dict[str, dict[str, str]]:
+    """
+    Read an INI file into section name to raw values.
+
+    @raise ConfigError: if it cannot be read or parsed.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError("cannot read config file {!r}: {}".format(path, e.strerror))
+    except configparser.Error as e:
+        raise ConfigError("config file {!r}: {}".format(path, e))
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+class BaseOptions(usage.Options):
+    """
+    Options of C{twistd vaurien}, without the generated per-plugin ones
+    (see L{buildOptions}).
+    """
+
+    synopsis = "--backend ENDPOINT [options]"
+    longdesc = (
+        "Run a chaos TCP proxy: listen on --proxy, forward to --backend, and "
+        "inject faults chosen from --behavior.  Try --backend demo."
+    )
+    _coreParams, _coreFlags = _coreParameters()
+    optParameters = _coreParams + [
+        ["config", "c", None, "INI file with [vaurien], [behavior:NAME] and "
+         "[protocol:NAME] sections"],
+    ]
+    optFlags = _coreFlags
+
+    registry: Registry
+    _pluginIndex: dict[str, tuple[str, str, str, bool | None]] = {}
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["proxy"] = []
+        self._pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def opt_proxy(self, value: str) -> None:
+        """
+        Endpoint to listen on: a Twisted endpoint string or host:port
+        (repeatable; default: tcp:8000:interface=127.0.0.1).
+        """
+        self["proxy"].append(value)
+
+    opt_p = opt_proxy
+
+    def opt_behavior_option(self, value: str) -> None:
+        """
+        NAME.OPTION=VALUE for a behavior loaded by dotted path (repeatable).
+        """
+        self._genericOption("behavior", value)
+
+    def opt_protocol_option(self, value: str) -> None:
+        """
+        NAME.OPTION=VALUE for a protocol loaded by dotted path (repeatable).
+        """
+        self._genericOption("protocol", value)
+
+    def _genericOption(self, kind: str, value: str) -> None:
+        target, eq, raw = value.partition("=")
+        name, dot, option = target.rpartition(".")
+        if not (eq and dot and name and option):
+            raise usage.UsageError(
+                "--{}-option takes NAME.OPTION=VALUE, got {!r}".format(kind, value)
+            )
+        self._pluginValues.setdefault((kind, name), {})[option] = raw
+
+    def parseValues(self, values: Mapping[str, Any]) -> None:
+        """
+        Take option values from Python (for embedding), as if given on the
+        command line, and check them.
+        """
+        values = dict(values)
+        for kind in ("behavior", "protocol"):
+            for name, given in (values.pop(kind + "_options", None) or {}).items():
+                self._pluginValues.setdefault((kind, name), {}).update(given)
+        config = values.pop("config", None)
+        if config is not None:
+            self["config"] = config
+        for key, value in values.items():
+            if key.replace("-", "_") not in CORE:
+                raise usage.UsageError("unknown option {!r}".format(key))
+            name = key.replace("_", "-")
+            if key == "proxy":
+                self["proxy"] = [value] if isinstance(value, str) else list(value)
+            elif isinstance(value, bool):
+                self[name if value else "no-" + name] = 1
+            else:
+                self[name] = value
+        self.postOptions()
+
+    def postOptions(self) -> None:
+        try:
+            self._resolve()
+        except (OptionError, TableError, UnknownPlugin, ConfigError,
+                endpoints.EndpointError) as e:
+            raise usage.UsageError(str(e))
+
+    def _given(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
+        """
+        What the command line set: core values and plugin option values.
+        """
+        core: dict[str, Any] = {}
+        for spec in options.specs(CORE).values():
+            long = spec.name.replace("_", "-")
+            if spec.name == "proxy":
+                if self["proxy"]:
+                    core["proxy"] = list(self["proxy"])
+            elif spec.isFlag:
+                on, off = self.get(long), self.get("no-" + long)
+                if on and off:
+                    raise OptionError("--" + long, "given with --no-" + long)
+                if on or off:
+                    core[spec.name] = bool(on)
+            elif self.get(long) is not None:
+                core[spec.name] = self[long]
+        plugins = {key: dict(values) for key, values in self._pluginValues.items()}
+        for long, (kind, name, option, flag) in self._pluginIndex.items():
+            given = self.get(long)
+            if flag is None:
+                if given is not None:
+                    plugins.setdefault((kind, name), {})[option] = given
+            elif given:
+                values = plugins.setdefault((kind, name), {})
+                if option in values and values[option] != flag:
+                    raise OptionError(
+                        "--" + long, "contradicts another flag for the same option")
+                values[option] = flag
+        return core, plugins
+
+    def _fromConfig(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
+        path = self.get("config")
+        if not path:
+            return {}, {}
+        core: dict[str, Any] = {}
+        plugins: dict[tuple[str, str], dict[str, Any]] = {}
+        for section, values in readConfig(path).items():
+            where = "config file {!r} [{}]".format(path, section)
+            if section == "vaurien":
+                for key, value in values.items():
+                    name = key.replace("-", "_")
+                    if name not in CORE:
+                        raise ConfigError("{}: unknown key {!r}; known: {}".format(
+                            where, key, ", ".join(sorted(CORE))))
+                    if name == "proxy":
+                        value = ",".join(value.split())
+                    core[name] = value
+                continue
+            kind, colon, name = section.partition(":")
+            if not colon or kind not in ("behavior", "protocol") or not name.strip():
+                raise ConfigError(
+                    "{}: unknown section; use [vaurien], [behavior:NAME] or "
+                    "[protocol:NAME]".format(where))
+            plugins[(kind, name.strip())] = values
+        return core, plugins
+
+    def _resolve(self) -> None:
+        cliCore, cliPlugins = self._given()
+        fileCore, filePlugins = self._fromConfig()
+        merged = {**fileCore, **cliCore}
+        core = options.validate(CORE, merged, where="--")
+        for key, value in core.items():
+            self[key] = value
+        registry = self.registry
+
+        if core["backend"] is None:
+            raise OptionError(
+                "--backend",
+                "required: an endpoint (tcp:host=127.0.0.1:port=6379), "
+                "host:port, or demo",
+            )
+        self["proxy"] = [endpoints.checkListen(_reactor(), p) for p in core["proxy"]]
+        if core["backend"].strip() != "demo":
+            endpoints.parseBackend(_reactor(), core["backend"])
+
+        pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
+        for key in set(filePlugins) | set(cliPlugins):
+            pluginValues[key] = {**filePlugins.get(key, {}), **cliPlugins.get(key, {})}
+
+        behaviorSettings: dict[str, dict[str, Any]] = {}
+        for (kind, name), values in pluginValues.items():
+            plugin = (registry.behaviors if kind == "behavior" else registry.protocols).get(name)
+            checked = options.validate(
+                plugin, values, where="{} {} option ".format(kind, name), partial=True)
+            if kind == "behavior":
+                behaviorSettings[plugin.name] = checked
+                behaviorSettings[name] = checked
+
+        template = registry.protocols.get(core["protocol"])
+        protocolValues = pluginValues.get(("protocol", core["protocol"]), {})
+        self.handler = template.configure(options.validate(
+            template, protocolValues,
+            where="protocol {} option ".format(template.name)))
+
+        scope = core["behavior_scope"]
+        if scope == "auto":
+            scope = REQUEST if self.handler.framesRequests else CONNECTION
+        elif scope == REQUEST and not self.handler.framesRequests:
+            raise OptionError(
+                "--behavior-scope",
+                "protocol {} does not frame requests; use connection".format(
+                    self.handler.name))
+        self["behavior_scope"] = scope
+        self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def buildOptions(registry: Registry | None = None) -> type[BaseOptions]:
+    """
+    The C{Options} class for C{registry}'s plugins: the core options plus
+    C{--behavior-NAME-OPTION} and C{--protocol-NAME-OPTION} for every
+    option every plugin declares.
+    """
+    registry = registry or defaultRegistry()
+    parameters: list[list[Any]] = []
+    flags: list[list[Any]] = []
+    index: dict[str, tuple[str, str, str, bool | None]] = {}
+    for kind, plugins in (("behavior", registry.behaviors), ("protocol", registry.protocols)):
+        p, f, i = options.usageParameters(kind, plugins)
+        parameters += p
+        flags += f
+        for long, (name, option, flag) in i.items():
+            index[long] = (kind, name, option, flag)
+    return type(
+        "Options",
+        (BaseOptions,),
+        {
+            "optParameters": parameters,
+            "optFlags": flags,
+            "registry": registry,
+            "_pluginIndex": index,
+            "__doc__": BaseOptions.__doc__,
+        },
+    )
+
+
+Options = buildOptions()
+
+
+def makeService(config: Any, reactor: Any = None) -> MultiService:
+    """
+    Build the proxy service from parsed L{Options}.
+
+    @param reactor: the reactor to use; the global one by default.
+    """
+    if reactor is None:
+        reactor = _reactor()
+    logs.setLevel(config["log_level"])
+    parent = MultiService()
+    backendText = config["backend"].strip()
+    if backendText == "demo":
+        demo = DemoService(reactor)
+        demo.setServiceParent(parent)
+        backend: Any = DemoBackend(reactor, demo)
+    else:
+        backend = endpoints.parseBackend(reactor, backendText)
+    factory = ProxyServerFactory(
+        backend,
+        config.handler,
+        config.table,
+        reactor,
+        RandomSource(config["seed"]),
+        connectTimeout=config["timeout"],
+        idleTimeout=config["idle_timeout"] or None,
+        splice=config["splice"],
+    )
+    proxy = ProxyService(factory, config["proxy"], reactor, config["shutdown_grace"])
+    proxy.exitOnListenFailure = True
+    proxy.setName("proxy")
+    proxy.setServiceParent(parent)
+    return parent
