@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from twisted.logger import LogLevel
 from twisted.plugin import IPlugin
 from zope.interface import implementer
+
+from txvaurien import logs
 
 from txvaurien.frames import BOTH, DIRECTIONS
 from txvaurien.interfaces import IBehavior, IConnection, IFault, IStage
 from txvaurien.options import Choice, Number
 from txvaurien.plugin import Configurable
+
+_log = logs.logger("txvaurien.behaviors")
 
 
 def commonOptions(direction: str) -> dict[str, tuple[str, Any, Any]]:
@@ -103,3 +108,30 @@ class Fault:
 
     def connectionLost(self) -> None:
         pass
+
+
+def logDecision(stage: IStage, decision: str, **fields: Any) -> None:
+    """
+    Log a random decision a fault made (a jitter sample, a dropped frame,
+    a corrupted byte) as a structured debug event, so that two runs with
+    the same seed can be compared.  Free when debug logging is off.
+
+    @param stage: the fault's stage.
+    @param decision: what was decided, in a few words.
+    @param fields: the decision's parameters.
+    """
+    if not logs.isEnabled(LogLevel.debug):
+        return
+    connection = stage.connection
+    message = stage.message
+    _log.debug(
+        "{proxy} #{cid} request {request} {behavior} {direction}: {decision}",
+        proxy=connection.proxy.name,
+        cid=connection.id,
+        request=None if message is None else message.index,
+        behavior=stage.behavior.name,
+        direction=stage.direction,
+        decision=decision,
+        parameters=fields,
+        event="decision",
+    )

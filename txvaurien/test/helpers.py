@@ -139,3 +139,44 @@ class Harness:
         """
         client = self.accept()
         return client, self.backendConnects()
+
+
+def listenProxy(
+    case: Any,
+    backendPort: int,
+    behavior: str = "100:dummy",
+    protocol: str = "tcp",
+    settings: dict[str, dict[str, Any]] | None = None,
+    protocolSettings: dict[str, Any] | None = None,
+    scope: str | None = None,
+    seed: int = 1,
+    splice: bool = True,
+    reactor: Any = None,
+) -> Any:
+    """
+    Run a proxy on the real reactor, listening on an ephemeral port of
+    127.0.0.1 and forwarding to C{127.0.0.1:backendPort}; it is stopped
+    (port closed, connections dropped) when the test ends.
+
+    @param case: the running L{twisted.trial.unittest.TestCase}.
+    @param settings: behavior name to option values.
+    @param scope: C{"connection"}, C{"request"} or L{None} for the
+        protocol's default.
+    @return: the L{ProxyServerFactory}; its C{port} attribute is the port
+        number to connect to.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    registry = testRegistry()
+    handler = registry.protocols.get(protocol).configure(protocolSettings or {})
+    if scope is None:
+        scope = "request" if handler.framesRequests else CONNECTION
+    table = buildTable(behavior, registry, settings, scope)
+    factory = ProxyServerFactory(
+        TCPBackend(reactor, "127.0.0.1", backendPort), handler, table, reactor,
+        RandomSource(seed), splice=splice)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    factory.port = port.getHost().port
+    case.addCleanup(port.stopListening)
+    case.addCleanup(factory.abortAll)
+    return factory
