@@ -178,5 +178,5 @@ def listenProxy(
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     factory.port = port.getHost().port
     case.addCleanup(port.stopListening)
-    case.addCleanup(factory.abortAll)
+    case.addCleanup(lambda: factory.drain(0))
     return factory
