@@ -1071,6 +1071,17 @@ class ProxyServerFactory(Factory):
             connection.reason = connection.reason or "proxy stopped"
             connection.abort()
 
+    def whenIdle(self) -> Deferred:
+        """
+        A L{Deferred} that fires once no connection is left (at once if
+        none is).
+        """
+        if not self.connections:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._drained.append(d)
+        return d
+
     def drain(self, grace: float) -> Deferred:
         """
         Let live connections finish for up to C{grace} seconds, then close
@@ -1080,8 +1091,7 @@ class ProxyServerFactory(Factory):
         """
         if not self.connections:
             return succeed(None)
-        d: Deferred = Deferred()
-        self._drained.append(d)
+        d = self.whenIdle()
         if grace > 0:
             _log.info(
                 "{proxy}: waiting up to {grace}s for {count} connections",

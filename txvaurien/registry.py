@@ -163,15 +163,18 @@ class Registry:
         self.protocols = Kind("protocol", IProtocolHandler, protocols)
 
     @classmethod
-    def discover(cls, thirdParty: bool = True) -> "Registry":
+    def discover(cls, thirdParty: bool = True, pluginPackage: Any = None) -> "Registry":
         """
         The built-ins, plus Twisted plugins if C{thirdParty}.
+
+        @param pluginPackage: the package to search for plugins
+            (L{twisted.plugins} by default).
         """
         behaviors = _scan("txvaurien.behaviors", IBehavior)
         protocols = _scan("txvaurien.protocols", IProtocolHandler)
         if thirdParty:
-            behaviors += list(getPlugins(IBehavior))
-            protocols += list(getPlugins(IProtocolHandler))
+            behaviors += list(getPlugins(IBehavior, pluginPackage))
+            protocols += list(getPlugins(IProtocolHandler, pluginPackage))
         return cls(behaviors, protocols)
 
 

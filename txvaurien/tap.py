@@ -274,8 +274,13 @@ class BaseOptions(usage.Options):
     def _resolve(self) -> None:
         cliCore, cliPlugins = self._given()
         fileCore, filePlugins = self._fromConfig()
-        merged = {**fileCore, **cliCore}
-        core = options.validate(CORE, merged, where="--")
+        core = options.validate(CORE, {})
+        core.update(options.validate(
+            CORE, fileCore, where="config file {!r} [vaurien] ".format(self.get("config")),
+            partial=True))
+        core.update(options.validate(
+            CORE, {k.replace("_", "-"): v for k, v in cliCore.items()}, where="--",
+            partial=True))
         for key, value in core.items():
             self[key] = value
         registry = self.registry
