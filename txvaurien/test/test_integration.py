@@ -382,3 +382,69 @@ class UnreachableBackendTests(TestCase):
         self.assertEqual(len(warnings), 1)
         self.assertIn("refused", warnings[0]["why"].lower())
         self.assertEqual(proxy.backendFailures, 1)
+
+
+class PathSwitchTests(TestCase):
+    """
+    A live connection moves between the splice path and the framed path
+    when the behavior table changes, without losing or reordering a byte.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        if not splice.available():
+            raise SkipTest("splice(2) needs Linux")
+
+    @defer.inlineCallbacks
+    def test_switchingPathsKeepsStreamExact(self) -> None:
+        """
+        While a backend pushes 64 MiB to a client that reads in bursts, the
+        table alternates between dummy (spliced) and a clock-driven fault
+        (framed): the client gets the backend's stream exactly, and at least
+        one switch happened while bytes waited in a splice backlog.
+        """
+        from txvaurien.table import buildTable
+        from txvaurien.test.helpers import testRegistry
+
+        stops: list[int] = []
+        original = splice.Splicer.stop
+
+        def stop(self: splice.Splicer) -> None:
+            stops.append(self.backlog)
+            original(self)
+
+        self.patch(splice.Splicer, "stop", stop)
+        total = 64 * MiB
+        pushers: list[Pusher] = []
+        started: defer.Deferred = defer.Deferred()
+
+        class Source(protocol.Protocol):
+            def connectionMade(self) -> None:
+                pushers.append(Pusher(self.transport, total, self.transport.loseConnection))
+                pushers[-1].start()
+                started.callback(None)
+
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Source), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        proxy = listenProxy(self, port.getHost().port)
+        registry = testRegistry()
+        tables = [
+            buildTable("100:slowdown", registry,
+                       {"slowdown": {"seconds": "0.005", "hold": str(MiB)}}),
+            buildTable("100:dummy", registry),
+        ]
+        receiver = Receiver()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port)
+        yield endpoint.connect(protocol.Factory.forProtocol(lambda: receiver))
+        receiver.transport.pauseProducing()
+        yield started
+        step = 4 * MiB
+        for round in range(1, total // step + 1):
+            yield task.deferLater(reactor, 0.02, lambda: None)
+            proxy.setTable(tables[round % 2])
+            yield receiver.readUntil(round * step)
+        self.assertFalse(receiver.corrupt)
+        self.assertEqual(receiver.offset, total)
+        self.assertTrue(any(stops), "no switch happened with a splice backlog: {}".format(stops))
+        receiver.transport.loseConnection()
