@@ -23,9 +23,7 @@ LEVELS = ("debug", "info", "warn", "error", "critical")
 _predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _level = LogLevel.info
 
-observer = FilteringLogObserver(
-    lambda event: globalLogPublisher(event), [_predicate]
-)
+observer = FilteringLogObserver(globalLogPublisher, [_predicate])
 
 
 def logger(namespace: str | None = None) -> Logger:
@@ -44,7 +42,7 @@ def setLevel(name: str) -> None:
     global _level
     level = LogLevel.levelWithName(name)
     _level = level
-    _predicate.setLogLevelForNamespace(None, level)
+    _predicate.setLogLevelForNamespace("txvaurien", level)
 
 
 def isEnabled(level: LogLevel) -> bool:

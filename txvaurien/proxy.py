@@ -624,7 +624,7 @@ class Connection:
         """
         self._attempt = None
         if self.closing:
-            backend.transport.loseConnection()
+            _t(backend).loseConnection()
             return
         self.backend = backend
         transport = backend.transport
@@ -690,7 +690,7 @@ class Connection:
         )
         data = self.session.connectFailed(why)
         if data:
-            self.client.transport.write(data)
+            _t(self.client).write(data)
         self._backendLost = True
         self.close()
 
@@ -767,7 +767,7 @@ class Connection:
             self.reason = "idle timeout"
             self.close()
             return
-        self.callLater(self.proxy.idleTimeout / 4, self._checkIdle)
+        self.callLater((self.proxy.idleTimeout or 0) / 4, self._checkIdle)
 
     # Closing
 
@@ -784,8 +784,8 @@ class Connection:
         """
         self._closing()
         if self.backend is not None:
-            self.backend.transport.loseConnection()
-        self.client.transport.loseConnection()
+            _t(self.backend).loseConnection()
+        _t(self.client).loseConnection()
         self._maybeFinish()
 
     def reset(self) -> None:
@@ -822,7 +822,7 @@ class Connection:
         self._noteReason("client", reason)
         if self.backend is not None and not self._backendLost:
             self._closing()
-            self.backend.transport.loseConnection()
+            _t(self.backend).loseConnection()
         else:
             self._closing()
         self._maybeFinish()
@@ -835,7 +835,7 @@ class Connection:
         self._noteReason("backend", reason)
         if not self._clientLost:
             self._closing()
-            self.client.transport.loseConnection()
+            _t(self.client).loseConnection()
         self._maybeFinish()
 
     def _noteReason(self, side: str, reason: Failure) -> None:
@@ -862,6 +862,14 @@ class Connection:
                     stage.fault.connectionLost()
         self._exchanges.clear()
         self.proxy.connectionFinished(self)
+
+
+def _t(protocol: Protocol) -> Any:
+    """
+    A connected protocol's transport.
+    """
+    assert protocol.transport is not None
+    return protocol.transport
 
 
 def _noDelay(transport: Any) -> None:

@@ -52,7 +52,7 @@ def _scan(package: str, interface: InterfaceClass) -> list[Any]:
     Instances of every class implementing C{interface} defined in a module
     of C{package}.
     """
-    found = []
+    found: list[Any] = []
     pkg = importlib.import_module(package)
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_") or info.name == "base":

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from twisted.internet import main, tcp
 
-_splice = getattr(os, "splice", None)
+_splice: Callable[..., int] = getattr(os, "splice", None)  # type: ignore[assignment]
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1024 * 1024
@@ -40,7 +40,7 @@ def available() -> bool:
     """
     Whether this platform can splice (Linux with Python 3.10 or newer).
     """
-    return _splice is not None
+    return getattr(os, "splice", None) is not None
 
 
 def eligible(transport: Any) -> bool:

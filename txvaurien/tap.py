@@ -296,8 +296,9 @@ class BaseOptions(usage.Options):
             endpoints.parseBackend(_reactor(), core["backend"])
 
         pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
-        for key in set(filePlugins) | set(cliPlugins):
-            pluginValues[key] = {**filePlugins.get(key, {}), **cliPlugins.get(key, {})}
+        for plugin in set(filePlugins) | set(cliPlugins):
+            pluginValues[plugin] = {
+                **filePlugins.get(plugin, {}), **cliPlugins.get(plugin, {})}
 
         behaviorSettings: dict[str, dict[str, Any]] = {}
         for (kind, name), values in pluginValues.items():

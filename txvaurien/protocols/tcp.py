@@ -4,8 +4,6 @@ The C{tcp} protocol handler: bytes without meaning.
 
 from __future__ import annotations
 
-from typing import Any
-
 from zope.interface import implementer
 
 from txvaurien.frames import DOWNSTREAM, UPSTREAM, Message
@@ -50,7 +48,7 @@ class TCP(ProtocolHandler):
     """
 
     name = "tcp"
-    options: dict[str, tuple[str, Any, Any]] = {
+    options = {
         "error_size": ("Bytes of random data sent as an error", Number(int, 1), 64),
     }
     framesRequests = False

@@ -1,0 +1,10 @@
+"""
+txvaurien: a chaos TCP proxy built on Twisted.
+
+Run it with C{twistd -n vaurien --backend ...}, embed it with
+L{txvaurien.service.makeProxyService}, and extend it with behaviors
+(L{txvaurien.interfaces.IBehavior}) and protocol handlers
+(L{txvaurien.interfaces.IProtocolHandler}).
+"""
+
+__version__ = "0.1.0"
