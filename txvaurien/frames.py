@@ -34,6 +34,8 @@ class Message:
         (memcache C{noreply} does not).
     @ivar exchange: the proxy's bookkeeping for a request's exchange
         (chosen behaviors, stages); protocol handlers leave it alone.
+    @ivar time: for a request, when the proxy saw its first bytes
+        (reactor seconds), for latency measurements.
     """
 
     __slots__ = (
@@ -44,6 +46,7 @@ class Message:
         "request",
         "expectsResponse",
         "exchange",
+        "time",
     )
 
     def __init__(
@@ -62,6 +65,7 @@ class Message:
         self.request = request
         self.expectsResponse = expectsResponse
         self.exchange: Any = None
+        self.time = 0.0
 
     def __repr__(self) -> str:
         return "<Message {} {} #{} {!r}>".format(

@@ -597,6 +597,9 @@ class Connection:
         """
         table = self.proxy.table
         behaviors = table.choose(None if table.inert else self.random)
+        decisions = self.proxy.decisions
+        for behavior in behaviors:
+            decisions[behavior.name] = decisions.get(behavior.name, 0) + 1
         if logs.isEnabled(LogLevel.debug):
             _log.debug(
                 "{proxy} #{cid} request {request}: {decision}",
@@ -703,6 +706,7 @@ class Connection:
         """
         if pipe.direction != UPSTREAM:
             return
+        message.time = self.clock.seconds()
         upstreamSequencer = self.upstream.sequencer
         if upstreamSequencer is not None:
             upstreamSequencer.open(message)
@@ -723,7 +727,13 @@ class Connection:
         The last frame of C{message} left its chain.
         """
         if message.kind == RESPONSE and message.request is not None:
-            exchange = message.request.exchange
+            request = message.request
+            observers = self.proxy.latencyObservers
+            if observers and request.time:
+                elapsed = self.clock.seconds() - request.time
+                for observe in observers:
+                    observe(self, request, elapsed)
+            exchange = request.exchange
         elif message.kind == REQUEST and not message.expectsResponse:
             exchange = message.exchange
         else:
@@ -989,6 +999,15 @@ class ProxyServerFactory(Factory):
         closed, or L{None}.
     @ivar splice: whether to forward with C{splice(2)} where possible.
     @ivar connections: the live L{Connection}s.
+    @ivar accepted: how many clients were accepted.
+    @ivar backendFailures: how many backend connections failed.
+    @ivar decisions: behavior name to how many times it was chosen.
+    @ivar bytesUp: client-to-backend bytes of finished connections (live
+        ones count theirs in their Pipes' C{nbytes}).
+    @ivar bytesDown: backend-to-client bytes of finished connections.
+    @ivar latencyObservers: callables given C{(connection, request,
+        seconds)} each time the last frame of a response leaves the proxy,
+        seconds measured from the request's first bytes.
     """
 
     protocol = ProxyServer
@@ -1018,6 +1037,8 @@ class ProxyServerFactory(Factory):
         self.connections: set[Connection] = set()
         self.accepted = 0
         self.backendFailures = 0
+        self.decisions: dict[str, int] = {}
+        self.latencyObservers: list[Callable[[Connection, Message, float], None]] = []
         self.bytesUp = 0
         self.bytesDown = 0
         self._ids = itertools.count()

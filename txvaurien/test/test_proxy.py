@@ -536,3 +536,33 @@ class TimeoutAndDrainTests(SynchronousTestCase):
         client.lose()
         backend.lose()
         self.successResultOf(d)
+
+
+class ObservationTests(SynchronousTestCase):
+    """
+    What the factory exposes for metrics.
+    """
+
+    def test_decisionsCounted(self) -> None:
+        """
+        Each time a behavior is chosen, its count goes up.
+        """
+        harness = Harness("100:swallow", protocol="lines", scope=REQUEST)
+        client, _ = harness.pair()
+        client.send(b"a\nb\nc\n")
+        self.assertEqual(harness.factory.decisions, {"swallow": 3})
+
+    def test_latencyObserved(self) -> None:
+        """
+        Latency observers get each request with the seconds between its
+        first bytes and the end of its response.
+        """
+        harness = Harness(protocol="lines", scope=REQUEST)
+        seen: list[tuple[bytes, float]] = []
+        harness.factory.latencyObservers.append(
+            lambda connection, request, seconds: seen.append((request.meta["command"], seconds)))
+        client, backend = harness.pair()
+        client.send(b"get x\n")
+        harness.reactor.advance(0.25)
+        backend.send(b"X\n")
+        self.assertEqual(seen, [("get", 0.25)])
