@@ -729,7 +729,7 @@ class Connection:
         if message.kind == RESPONSE and message.request is not None:
             request = message.request
             observers = self.proxy.latencyObservers
-            if observers and request.time:
+            if observers:
                 elapsed = self.clock.seconds() - request.time
                 for observe in observers:
                     observe(self, request, elapsed)
