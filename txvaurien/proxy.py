@@ -27,7 +27,7 @@ the other once its Pipe has delivered everything before it.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ConnectionDone
@@ -111,11 +111,13 @@ class Stage:
             self.resumeSource()
 
 
-def _chain(pipe: Pipe, behaviors: tuple[Any, ...], message: Message | None) -> list[Stage]:
+def _chain(pipe: Pipe, behaviors: tuple[Any, ...], message: Message | None) -> Sequence[Stage]:
     """
     Build the stages of C{behaviors} acting on C{pipe}'s direction, linked
     in order.
     """
+    if not behaviors:
+        return ()
     stages: list[Stage] = []
     for behavior in behaviors:
         direction = behavior.settings.get("direction", "both")
@@ -143,7 +145,7 @@ class Exchange:
     def __init__(self, request: Message, behaviors: tuple[Any, ...]) -> None:
         self.request = request
         self.behaviors = behaviors
-        self.stages: dict[str, list[Stage]] = {}
+        self.stages: dict[str, Sequence[Stage]] = {}
 
 
 @implementer(IPushProducer)
@@ -166,7 +168,7 @@ class Pipe:
     __slots__ = (
         "connection",
         "direction",
-        "framer",
+        "_framer",
         "source",
         "sink",
         "stages",
@@ -183,13 +185,13 @@ class Pipe:
         "_paused",
     )
 
-    def __init__(self, connection: Connection, direction: str, framer: Any) -> None:
+    def __init__(self, connection: Connection, direction: str) -> None:
         self.connection = connection
         self.direction = direction
-        self.framer = framer
+        self._framer: Any = None
         self.source: Any = None
         self.sink: Any = None
-        self.stages: list[Stage] = []
+        self.stages: Sequence[Stage] = ()
         self.head: Stage | None = None
         self.sequencer: Sequencer | None = None
         self.nbytes = 0
@@ -201,6 +203,17 @@ class Pipe:
         self._mask = 0
         self._stagePauses = 0
         self._paused = False
+
+    @property
+    def framer(self) -> Any:
+        """
+        The session's framer for this direction, fetched when first needed
+        (a connection on the fast path never needs it).
+        """
+        framer = self._framer
+        if framer is None:
+            framer = self._framer = getattr(self.connection.session, self.direction)
+        return framer
 
     # Flow control
 
@@ -250,7 +263,10 @@ class Pipe:
         The sink is gone; the Connection hears of it from its protocol.
         """
 
-    def _spliceBlocked(self, blocked: bool) -> None:
+    def spliceBlocked(self, blocked: bool) -> None:
+        """
+        The splicer's sink cannot take more (C{True}) or can again.
+        """
         if blocked:
             self.pause(_SPLICE_BLOCKED)
         else:
@@ -273,7 +289,7 @@ class Pipe:
         self.sink = transport
         transport.registerProducer(self, True)
 
-    def setStages(self, stages: list[Stage]) -> None:
+    def setStages(self, stages: Sequence[Stage]) -> None:
         """
         Replace the connection-scope chain.  Faults leaving are unlinked
         from the head on, so what they hold goes on, in order, before
@@ -424,7 +440,10 @@ class Pipe:
         if self.sink is not None:
             self.sink.loseWriteConnection()
 
-    def _spliceDrained(self) -> None:
+    def spliceDrained(self) -> None:
+        """
+        The splicer wrote its whole backlog.
+        """
         if self.eofPending and self.eof:
             self.eofPending = False
             self._shutdownSink()
@@ -442,7 +461,7 @@ class Pipe:
         """
         for stage in self.stages:
             stage.fault.connectionLost()
-        self.stages = []
+        self.stages = ()
         self.head = None
         if self.sequencer is not None:
             self.sequencer.discardAll()
@@ -513,16 +532,16 @@ class Connection:
         self.finished = False
         self.reason: str | None = None
         self._random: Any = None
-        self._timers: list[Any] = []
+        self._timers: list[Any] | None = None
         self._attempt: Any = None
-        self._exchanges: set[Exchange] = set()
+        self._exchanges: set[Exchange] | None = None
         self._clientLost = False
         self._backendLost = False
         self._idleSeen = 0
         self._idleSince = self.opened
         self.session = proxy.handler.buildSession(self)
-        self.upstream = Pipe(self, UPSTREAM, self.session.upstream)
-        self.downstream = Pipe(self, DOWNSTREAM, self.session.downstream)
+        self.upstream = Pipe(self, UPSTREAM)
+        self.downstream = Pipe(self, DOWNSTREAM)
         if proxy.handler.framesRequests:
             self.downstream.sequencer = Sequencer(
                 self.downstream._write, self.downstream._sequencerFull
@@ -637,22 +656,10 @@ class Connection:
         if self.proxy.splice and splice.available():
             client = self.client.transport
             if splice.eligible(client) and splice.eligible(transport):
-                self.upstream.splicer = splice.Splicer(
-                    client, transport, self._countUp,
-                    self.upstream._spliceBlocked, self.upstream._spliceDrained,
-                )
-                self.downstream.splicer = splice.Splicer(
-                    transport, client, self._countDown,
-                    self.downstream._spliceBlocked, self.downstream._spliceDrained,
-                )
+                self.upstream.splicer = splice.Splicer(self.upstream, client, transport)
+                self.downstream.splicer = splice.Splicer(self.downstream, transport, client)
         self._installStages()
         self.upstream.resume(_CONNECTING)
-
-    def _countUp(self, n: int) -> None:
-        self.upstream.nbytes += n
-
-    def _countDown(self, n: int) -> None:
-        self.downstream.nbytes += n
 
     def _installStages(self) -> None:
         for pipe in (self.upstream, self.downstream):
@@ -718,6 +725,8 @@ class Connection:
             behaviors = self.choose(message)
             exchange = message.exchange = Exchange(message, behaviors)
             if behaviors:
+                if self._exchanges is None:
+                    self._exchanges = set()
                 self._exchanges.add(exchange)
                 for direction, side in ((UPSTREAM, self.upstream), (DOWNSTREAM, self.downstream)):
                     exchange.stages[direction] = _chain(side, behaviors, message)
@@ -738,7 +747,7 @@ class Connection:
             exchange = message.exchange
         else:
             return
-        if exchange is not None:
+        if exchange is not None and self._exchanges is not None:
             self._exchanges.discard(exchange)
 
     def reply(self, request: Message | None, data: bytes) -> None:
@@ -758,7 +767,10 @@ class Connection:
         Schedule a call that is cancelled when the connection ends.
         """
         timers = self._timers
-        timers[:] = [t for t in timers if t.active()]
+        if timers is None:
+            timers = self._timers = []
+        else:
+            timers[:] = [t for t in timers if t.active()]
         call = self.clock.callLater(delay, f, *args, **kw)
         timers.append(call)
         return call
@@ -860,17 +872,17 @@ class Connection:
         if self._attempt is not None:
             return
         self.finished = True
-        for call in self._timers:
+        for call in self._timers or ():
             if call.active():
                 call.cancel()
-        self._timers = []
+        self._timers = None
         self.upstream.stopAll()
         self.downstream.stopAll()
-        for exchange in self._exchanges:
+        for exchange in self._exchanges or ():
             for stages in exchange.stages.values():
                 for stage in stages:
                     stage.fault.connectionLost()
-        self._exchanges.clear()
+        self._exchanges = None
         self.proxy.connectionFinished(self)
 
 

@@ -124,11 +124,9 @@ class Splicer:
     """
 
     __slots__ = (
+        "owner",
         "source",
         "sink",
-        "count",
-        "blocked",
-        "drained",
         "pool",
         "pipe",
         "backlog",
@@ -137,26 +135,17 @@ class Splicer:
         "_sinkfd",
     )
 
-    def __init__(
-        self,
-        source: Any,
-        sink: Any,
-        count: Callable[[int], None],
-        blocked: Callable[[bool], None],
-        drained: Callable[[], None],
-        pool: PipePool = pool,
-    ) -> None:
+    def __init__(self, owner: Any, source: Any, sink: Any, pool: PipePool = pool) -> None:
         """
-        @param count: called with the number of bytes read, per read.
-        @param blocked: called with C{True} when the sink cannot take more
-            (the source must stop reading) and C{False} when it can again.
-        @param drained: called when a backlog was fully written.
+        @param owner: the Pipe of this direction: its C{nbytes} counts the
+            bytes read; its C{spliceBlocked(blocked)} is called with C{True}
+            when the sink cannot take more (the source must stop reading)
+            and C{False} when it can again; its C{spliceDrained()} when a
+            backlog was fully written.
         """
+        self.owner = owner
         self.source = source
         self.sink = sink
-        self.count = count
-        self.blocked = blocked
-        self.drained = drained
         self.pool = pool
         self.pipe: tuple[int, int] | None = None
         self.backlog = 0
@@ -193,14 +182,14 @@ class Splicer:
         if not n:
             self.pool.give(pipe)
             return main.CONNECTION_DONE
-        self.count(n)
+        self.owner.nbytes += n
         left = self._flush(pipe[0], n)
         if left:
             self.pipe = pipe
             self.backlog = left
             self.sink.doWrite = self.doWrite
             self.sink.startWriting()
-            self.blocked(True)
+            self.owner.spliceBlocked(True)
         else:
             self.pool.give(pipe)
         return None
@@ -246,8 +235,8 @@ class Splicer:
         self.pipe = None
         result = self._restoreWrite()
         if self.active:
-            self.blocked(False)
-        self.drained()
+            self.owner.spliceBlocked(False)
+        self.owner.spliceDrained()
         return result
 
     def _restoreWrite(self) -> Any:
@@ -284,7 +273,7 @@ class Splicer:
             if self.sink.__dict__.get("doWrite") == self.doWrite:
                 del self.sink.doWrite
             self.sink.write(b"".join(chunks))
-            self.blocked(False)
+            self.owner.spliceBlocked(False)
 
     def release(self) -> None:
         """

@@ -20,14 +20,35 @@ class TCPSession:
     a plain close.
     """
 
+    __slots__ = ("handler", "connection", "_upstream", "_downstream")
+
     serverSpeaksFirst = False
     passthrough = True
 
     def __init__(self, handler: "TCP", connection: IConnection) -> None:
         self.handler = handler
         self.connection = connection
-        self.upstream = ChunkFramer(UPSTREAM)
-        self.downstream = ChunkFramer(DOWNSTREAM)
+        self._upstream: ChunkFramer | None = None
+        self._downstream: ChunkFramer | None = None
+
+    @property
+    def upstream(self) -> ChunkFramer:
+        """
+        The client-to-backend framer, made when first needed: a connection
+        on the fast path never needs one.
+        """
+        if self._upstream is None:
+            self._upstream = ChunkFramer(UPSTREAM)
+        return self._upstream
+
+    @property
+    def downstream(self) -> ChunkFramer:
+        """
+        The backend-to-client framer, made when first needed.
+        """
+        if self._downstream is None:
+            self._downstream = ChunkFramer(DOWNSTREAM)
+        return self._downstream
 
     def requestSent(self, request: Message) -> None:
         pass
