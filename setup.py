@@ -25,9 +25,20 @@ setup(
     install_requires=[
         "twisted[tls]>=23.10",
         "zope.interface>=5",
+        "prometheus-client>=0.17",
     ],
     extras_require={
-        "dev": ["hypothesis"],
+        "test": [
+            "hypothesis",
+            "redis",
+            "pymemcache",
+            "PyMySQL",
+            "psycopg[binary]",
+            "aiosmtpd",
+            "toxiproxy-python",
+            "treq",
+        ],
+        "docs": ["sphinx"],
     },
     classifiers=[
         "Framework :: Twisted",

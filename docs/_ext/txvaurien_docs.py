@@ -18,6 +18,7 @@ from typing import Any
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 from txvaurien import options
 from txvaurien.registry import Registry
@@ -39,9 +40,10 @@ def plainDocstring(obj: Any) -> str:
 
 class _Rendering(SphinxDirective):
     def render(self, text: str) -> list[nodes.Node]:
-        container = nodes.container()
-        self.state.nested_parse(StringList(text.splitlines(), "txvaurien"), self.content_offset, container)
-        return container.children
+        node = nodes.section()
+        node.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(text.splitlines(), "txvaurien"), node)
+        return node.children
 
 
 class PluginsDirective(_Rendering):
