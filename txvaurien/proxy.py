@@ -573,12 +573,13 @@ class Connection:
         self.upstream.setSource(transport)
         self.downstream.setSink(transport)
         _noDelay(transport)
-        _log.debug(
-            "{proxy} #{cid} accepted {peer}",
-            proxy=proxy.name,
-            cid=self.id,
-            peer=_peer(transport),
-        )
+        if logs.isEnabled(LogLevel.debug):
+            _log.debug(
+                "{proxy} #{cid} accepted {peer}",
+                proxy=proxy.name,
+                cid=self.id,
+                peer=_peer(transport),
+            )
         if proxy.idleTimeout:
             self.callLater(proxy.idleTimeout / 4, self._checkIdle)
         waits = []
@@ -1071,6 +1072,8 @@ class ProxyServerFactory(Factory):
         up, down = connection.upstream.nbytes, connection.downstream.nbytes
         self.bytesUp += up
         self.bytesDown += down
+        if not logs.isEnabled(LogLevel.info):
+            return self._notifyIdle()
         _log.info(
             "{proxy} #{cid} {peer} closed after {duration:.3f}s: "
             "{up} bytes up, {down} bytes down ({why})",
@@ -1083,6 +1086,9 @@ class ProxyServerFactory(Factory):
             why=connection.reason or "closed",
             event="closed",
         )
+        self._notifyIdle()
+
+    def _notifyIdle(self) -> None:
         if not self.connections:
             drained, self._drained = self._drained, []
             for d in drained:
