@@ -178,6 +178,7 @@ class Pipe:
         "fast",
         "eof",
         "eofPending",
+        "eofForwarded",
         "done",
         "splicer",
         "_mask",
@@ -198,6 +199,7 @@ class Pipe:
         self.fast = False
         self.eof = False
         self.eofPending = False
+        self.eofForwarded = False
         self.done = False
         self.splicer: splice.Splicer | None = None
         self._mask = 0
@@ -335,7 +337,12 @@ class Pipe:
         if self.fast:
             self.sink.write(data)
             return
+        connection = self.connection
         for frame in self.framer.feed(data):
+            if connection.closing:
+                # A fault closed the connection: what follows in this read
+                # must not reach the other side.
+                break
             self.route(frame)
         if not self.eof:
             self.refresh()
@@ -418,6 +425,14 @@ class Pipe:
         if not self.fast:
             for frame in self.framer.finish():
                 self.route(frame)
+        # Under request scope, the faults of exchanges still open hear of
+        # it too (a hung request's fault closes when the client gives up);
+        # what they do with it is theirs: the end of stream itself leaves
+        # once every exchange is complete.
+        for exchange in list(self.connection._exchanges or ()):
+            stages = exchange.stages.get(self.direction)
+            if stages:
+                stages[0].fault.eofReceived()
         if self.head is None:
             self.eofAtEnd()
         else:
@@ -425,8 +440,12 @@ class Pipe:
 
     def eofAtEnd(self) -> None:
         """
-        The end of stream came out of the chain.
+        The end of stream came out of a chain (it may come out of several
+        under request scope; the first counts).
         """
+        if self.eofForwarded:
+            return
+        self.eofForwarded = True
         if self.sequencer is not None and not self.sequencer.idle:
             self.eofPending = True
             return
