@@ -216,6 +216,10 @@ class IConnection(Interface):
     )
     session = Attribute("The L{IProtocolSession} framing this connection.")
     proxy = Attribute("The L{txvaurien.proxy.ProxyServerFactory} serving it.")
+    reason = Attribute(
+        "Why the connection ends (a short L{str} for its last log line), or "
+        "L{None} while nothing says so."
+    )
 
     def callLater(delay, f, *args, **kwargs):
         """
@@ -236,18 +240,21 @@ class IConnection(Interface):
         @param data: L{bytes}.
         """
 
-    def close():
+    def close(reason=None):
         """
         Close both sides cleanly (FIN), after writing what is buffered.
+
+        @param reason: why (C{"limit_time behavior"}), for the log line
+            that ends the connection; the first reason given is kept.
         """
 
-    def reset():
+    def reset(reason=None):
         """
         Close the client side with a TCP reset (RST) and drop the backend
         side.
         """
 
-    def abort():
+    def abort(reason=None):
         """
         Drop both sides at once, without writing what is buffered.
         """

@@ -451,12 +451,24 @@ class Pipe:
             return
         self._shutdownSink()
 
+    def releaseSink(self) -> None:
+        """
+        Stop being the sink's producer, before the sink is closed or
+        half-closed: a Twisted transport whose buffer drains while its
+        streaming producer is paused resumes the producer instead of
+        carrying out a pending close.
+        """
+        sink = self.sink
+        if sink is not None and getattr(sink, "producer", None) is self:
+            sink.unregisterProducer()
+
     def _shutdownSink(self) -> None:
         splicer = self.splicer
         if splicer is not None and splicer.backlog:
             self.eofPending = True
             return
         if self.sink is not None:
+            self.releaseSink()
             self.sink.loseWriteConnection()
 
     def spliceDrained(self) -> None:
@@ -820,39 +832,44 @@ class Connection:
         if self.upstream.done and self.downstream.done:
             self.close()
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
         """
         Close both sides after writing what is buffered.
+
+        @param reason: why, for the log line that ends the connection.
         """
-        self._closing()
+        self._closing(reason)
         if self.backend is not None:
             _t(self.backend).loseConnection()
         _t(self.client).loseConnection()
         self._maybeFinish()
 
-    def reset(self) -> None:
+    def reset(self, reason: str | None = None) -> None:
         """
         Reset the client (RST) and drop the backend.
         """
-        self._closing()
+        self._closing(reason)
         if self.backend is not None:
             _abort(self.backend.transport)
         _abort(self.client.transport)
         self._maybeFinish()
 
-    def abort(self) -> None:
+    def abort(self, reason: str | None = None) -> None:
         """
         Drop both sides without writing what is buffered.
         """
-        self.reset()
+        self.reset(reason)
 
-    def _closing(self) -> None:
+    def _closing(self, reason: str | None = None) -> None:
+        if reason is not None and self.reason is None:
+            self.reason = reason
         if not self.closing:
             self.closing = True
             attempt, self._attempt = self._attempt, None
             if attempt is not None:
                 attempt.cancel()
             for pipe in (self.upstream, self.downstream):
+                pipe.releaseSink()
                 if pipe.splicer is not None:
                     pipe.splicer.stop()
 

@@ -146,11 +146,28 @@ class ProxyCoreTests(SynchronousTestCase):
         transport would read its EOF again).
         """
         client, backend = Harness().pair()
+        upstream = client.protocol.connection.upstream
         client.halfClose()
-        backend.transport.producer.pauseProducing()
+        upstream.pauseProducing()
         client.transport.producerState = "sentinel"
-        backend.transport.producer.resumeProducing()
+        upstream.resumeProducing()
         self.assertEqual(client.transport.producerState, "sentinel")
+
+    def test_producerUnregisteredBeforeClosing(self) -> None:
+        """
+        A Pipe stops being its sink's producer before the sink is
+        half-closed or closed: a Twisted transport whose paused producer
+        is still registered resumes it instead of closing when its buffer
+        drains, and the FIN would never be sent.
+        """
+        client, backend = Harness().pair()
+        client.halfClose()
+        self.assertTrue(backend.transport.writeClosed)
+        self.assertIsNone(backend.transport.producer)
+        self.assertIsNotNone(client.transport.producer)
+        client.protocol.connection.close()
+        self.assertIsNone(client.transport.producer)
+        self.assertTrue(client.transport.disconnecting)
 
     def test_backendLostClosesClient(self) -> None:
         """

@@ -1,0 +1,85 @@
+# -*- test-case-name: txvaurien.test.test_behaviors_toxics -*-
+"""
+The C{reset_peer} behavior: the connection is reset (RST).
+"""
+
+from __future__ import annotations
+
+from txvaurien.behaviors._holding import Deadline, ownsConnectionTimer
+from txvaurien.behaviors.base import Behavior, Fault
+from txvaurien.frames import DOWNSTREAM
+from txvaurien.interfaces import IFault, IStage
+from txvaurien.options import Number
+
+
+class ResetPeerFault(Fault):
+    """
+    Forwards frames unchanged; the fault that owns the connection's timer
+    resets the connection C{timeout} milliseconds after it was made.
+
+    @ivar deadline: the pending action (a L{Deadline}), or L{None}.
+    """
+
+    def __init__(self, stage: IStage) -> None:
+        Fault.__init__(self, stage)
+        self.deadline: Deadline | None = None
+        if ownsConnectionTimer(stage):
+            self.deadline = Deadline(stage, "timeout", self._reset)
+
+    def _reset(self) -> None:
+        self.stage.connection.reset("reset_peer behavior")
+
+    def _cancel(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+
+    def unlink(self) -> None:
+        self._cancel()
+
+    def connectionLost(self) -> None:
+        self._cancel()
+
+
+class ResetPeer(Behavior):
+    """
+    Reset the connection C{timeout} milliseconds after the behavior starts
+    acting on it.
+
+    The proxy closes its socket to the client with SO_LINGER 0, so the
+    client gets a TCP RST (C{ECONNRESET}, "connection reset by peer")
+    instead of an orderly close, and data not yet sent is discarded; the
+    backend connection is dropped.  With 0 the reset happens as soon as the backend connection is
+    made.  The time counts from the moment the behavior starts acting: the
+    backend connection is made, it is added to a live connection, or under
+    request scope the request that drew it arrives.  Data flows normally
+    until then.  A new C{timeout} set on a live proxy applies to live
+    connections too (counted from the same start, within a second).
+
+    Only connections (or requests) the behavior was drawn for are reset:
+    with C{toxicity} 0.3, about 30% of them, and with 0 none (unlike
+    Toxiproxy, whose reset ignored its toxicity).  Removing the behavior
+    before the time is up cancels the reset.  The direction (downstream by
+    default, like Toxiproxy's toxics) only says which Pipe's fault holds
+    the timer.
+
+    Example::
+
+        twistd -n vaurien --backend 127.0.0.1:6379 --behavior 100:reset_peer \\
+            --behavior-reset-peer-timeout 2000 --behavior-reset-peer-toxicity 0.5
+    """
+
+    name = "reset_peer"
+    defaultDirection = DOWNSTREAM
+    options = {
+        "timeout": (
+            "Milliseconds before the connection is reset (0: at once)",
+            Number(float, 0),
+            0.0,
+        ),
+    }
+
+    def buildFault(self, stage: IStage) -> IFault:
+        return ResetPeerFault(stage)
+
+
+__all__ = ["ResetPeer", "ResetPeerFault"]
