@@ -33,6 +33,8 @@ setup(
             "redis",
             "pymemcache",
             "PyMySQL",
+            "PyNaCl",
+            "mysql-connector-python",
             "psycopg[binary]",
             "aiosmtpd",
             "toxiproxy-python",
