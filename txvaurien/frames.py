@@ -18,6 +18,11 @@ DATA = "data"
 PUSH = "push"
 GREETING = "greeting"
 
+#: A key of L{Message.meta}: on a request (set by a session's
+#: C{errorReply}) or on a response, the reason to close the connection
+#: once that response has been written to the client.
+CLOSE_AFTER = "closeAfter"
+
 
 class Message:
     """

@@ -229,15 +229,19 @@ class IConnection(Interface):
         @return: the L{twisted.internet.interfaces.IDelayedCall}.
         """
 
-    def reply(request, data):
+    def reply(request, data, close=False, reason=None):
         """
         Send C{data} to the client as the complete response to C{request},
         in the position the protocol expects it (after the responses to
-        earlier requests).
+        earlier requests), through the downstream faults.
 
         @param request: the request L{txvaurien.frames.Message}, or L{None}
             for bytes that answer nothing in particular (C{tcp}).
         @param data: L{bytes}.
+        @param close: if true, close the connection (FIN) once C{data} is
+            written (an SMTP C{421}).
+        @param reason: why, for the connection's last log line, with
+            C{close}.
         """
 
     def close(reason=None):
@@ -325,6 +329,11 @@ class IProtocolSession(Interface):
             status space (the C{error} behavior's C{codes}); protocols whose
             errors have no such status ignore it and use their own options.
         @rtype: L{bytes}
+
+        A session whose error ends the conversation (SMTP's C{421}) sets
+        C{request.meta[txvaurien.frames.CLOSE_AFTER]} to a reason: the
+        proxy closes the connection once the reply to C{request} is
+        written.
         """
 
     def connectFailed(reason):

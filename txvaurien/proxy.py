@@ -27,6 +27,7 @@ the other once its Pipe has delivered everything before it.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred, succeed
@@ -38,7 +39,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txvaurien import logs, splice
-from txvaurien.frames import DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
+from txvaurien.frames import (
+    CLOSE_AFTER,
+    DOWNSTREAM,
+    REQUEST,
+    RESPONSE,
+    UPSTREAM,
+    Frame,
+    Message,
+)
 from txvaurien.interfaces import IConnection, IStage
 from txvaurien.randomness import RandomSource
 from txvaurien.sequencer import Sequencer
@@ -169,6 +178,7 @@ class Pipe:
         "connection",
         "direction",
         "_framer",
+        "_direct",
         "source",
         "sink",
         "stages",
@@ -190,6 +200,7 @@ class Pipe:
         self.connection = connection
         self.direction = direction
         self._framer: Any = None
+        self._direct = False
         self.source: Any = None
         self.sink: Any = None
         self.stages: Sequence[Stage] = ()
@@ -289,6 +300,7 @@ class Pipe:
 
     def setSink(self, transport: Any) -> None:
         self.sink = transport
+        self._direct = splice.eligible(transport)
         transport.registerProducer(self, True)
 
     def setStages(self, stages: Sequence[Stage]) -> None:
@@ -335,10 +347,16 @@ class Pipe:
         """
         self.nbytes += len(data)
         if self.fast:
-            self.sink.write(data)
+            self._send(data)
             return
         connection = self.connection
-        for frame in self.framer.feed(data):
+        frames = self.framer.feed(data)
+        if connection.inert():
+            self._track(frames, data)
+            if not self.eof:
+                self.refresh()
+            return
+        for frame in frames:
             if connection.closing:
                 # A fault closed the connection: what follows in this read
                 # must not reach the other side.
@@ -346,6 +364,65 @@ class Pipe:
             self.route(frame)
         if not self.eof:
             self.refresh()
+
+    def _track(self, frames: list[Frame], data: bytes) -> None:
+        """
+        No fault can act on the connection: write the frames' bytes at
+        once, and only keep what the framing is needed for (pairing
+        responses with the requests sent, request latency).  The bytes
+        are the frames', not the read's: a framer may rewrite some (HTTP's
+        C{overwrite_host_header}).
+        """
+        if len(frames) == 1:
+            data = frames[0].data
+        elif frames:
+            data = b"".join([frame.data for frame in frames])
+        else:
+            return
+        if data:
+            self._send(data)
+        connection = self.connection
+        if self.direction == UPSTREAM:
+            session = connection.session
+            now = connection.clock.seconds()
+            for frame in frames:
+                message = frame.message
+                if frame.first and message.kind == REQUEST:
+                    message.time = now
+                    session.requestSent(message)
+                    if message.expectsResponse and self.connection.downstream.sequencer:
+                        connection.tracked.append(message)
+        else:
+            observe = connection.proxy.latencyObservers
+            tracked = connection.tracked
+            for frame in frames:
+                message = frame.message
+                if frame.last and message.kind == RESPONSE:
+                    if tracked and tracked[0] is message.request:
+                        tracked.popleft()
+                    if observe:
+                        connection.messageEnded(self, message)
+
+    def _send(self, data: bytes) -> None:
+        """
+        Write to the sink: straight to its socket when nothing is queued
+        before (saving a reactor turn per write), through the transport
+        for whatever the socket does not take.
+        """
+        sink = self.sink
+        if self._direct and not (sink._tempDataLen or sink.disconnecting) and (
+            len(sink.dataBuffer) == sink.offset and sink.connected
+        ):
+            try:
+                sent = sink.socket.send(data)
+            except OSError:
+                # The transport meets the error again and reports it.
+                sent = 0
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
+        sink.write(data)
 
     def route(self, frame: Frame) -> None:
         """
@@ -408,10 +485,16 @@ class Pipe:
         if self.splicer is not None and self.splicer.active:
             self.splicer.stop()
         if frame.data:
-            sink.write(frame.data)
+            self._send(frame.data)
         message = frame.message
         if frame.first and message.kind == REQUEST:
             self.connection.session.requestSent(message)
+        elif frame.last and message.kind == RESPONSE:
+            request = message.request
+            why = message.meta.get(CLOSE_AFTER) or (
+                request is not None and request.meta.get(CLOSE_AFTER))
+            if why:
+                self.connection.close(why)
 
     # End of stream
 
@@ -523,6 +606,8 @@ class Connection:
     @ivar downstream: the backend-to-client L{Pipe}.
     @ivar behaviors: the behaviors chosen for the whole connection.
     @ivar requestScope: whether behaviors are chosen per request.
+    @ivar tracked: requests written while no fault could act (see
+        L{inert}) whose responses have not ended yet, oldest first.
     """
 
     __slots__ = (
@@ -548,6 +633,7 @@ class Connection:
         "_backendLost",
         "_idleSeen",
         "_idleSince",
+        "tracked",
     )
 
     def __init__(self, proxy: ProxyServerFactory, client: ProxyServer, id: int) -> None:
@@ -570,6 +656,9 @@ class Connection:
         self._backendLost = False
         self._idleSeen = 0
         self._idleSince = self.opened
+        # A deque costs ~600 bytes: only protocols that pair responses
+        # with requests need one.
+        self.tracked: Any = deque() if proxy.handler.framesRequests else ()
         self.session = proxy.handler.buildSession(self)
         self.upstream = Pipe(self, UPSTREAM)
         self.downstream = Pipe(self, DOWNSTREAM)
@@ -738,6 +827,20 @@ class Connection:
 
     # Messages
 
+    def inert(self) -> bool:
+        """
+        Whether no fault can act on this connection now: none on either
+        Pipe, no exchange open, nothing waiting for its turn, and, under
+        request scope, a table that never chooses one.
+        """
+        upstream, downstream = self.upstream, self.downstream
+        if upstream.head is not None or downstream.head is not None or self._exchanges:
+            return False
+        for sequencer in (upstream.sequencer, downstream.sequencer):
+            if sequencer is not None and not sequencer.idle:
+                return False
+        return not self.requestScope or self.proxy.table.inert
+
     def messageStarted(self, pipe: Pipe, message: Message) -> None:
         """
         A Pipe saw the first frame of C{message}: open its place in the
@@ -746,6 +849,13 @@ class Connection:
         if pipe.direction != UPSTREAM:
             return
         message.time = self.clock.seconds()
+        tracked = self.tracked
+        if tracked:
+            # Requests sent while no fault could act are still waiting for
+            # their responses: their places come first.
+            for request in tracked:
+                self.downstream.sequencer.open(request)  # type: ignore[union-attr]
+            tracked.clear()
         upstreamSequencer = self.upstream.sequencer
         if upstreamSequencer is not None:
             upstreamSequencer.open(message)
@@ -782,14 +892,21 @@ class Connection:
         if exchange is not None and self._exchanges is not None:
             self._exchanges.discard(exchange)
 
-    def reply(self, request: Message | None, data: bytes) -> None:
+    def reply(
+        self, request: Message | None, data: bytes, close: bool = False,
+        reason: str | None = None,
+    ) -> None:
         """
         Send C{data} to the client as the response to C{request}, through
-        the downstream faults and in protocol order.
+        the downstream faults and in protocol order; with C{close}, close
+        the connection once it is written.
         """
         if self._clientLost:
             return
-        message = Message(DOWNSTREAM, -1, RESPONSE, {"synthetic": True}, request)
+        meta: dict[str, Any] = {"synthetic": True}
+        if close:
+            meta[CLOSE_AFTER] = reason or "closed after a reply"
+        message = Message(DOWNSTREAM, -1, RESPONSE, meta, request)
         self.downstream.route(Frame(data, message))
 
     # Timers

@@ -583,3 +583,28 @@ class ObservationTests(SynchronousTestCase):
         harness.reactor.advance(0.25)
         backend.send(b"X\n")
         self.assertEqual(seen, [("get", 0.25)])
+
+
+class ReplyAndCloseTests(SynchronousTestCase):
+    """
+    L{Connection.reply} with C{close}.
+    """
+
+    def test_closeAfterReplyWaitsForItsTurn(self) -> None:
+        """
+        A reply with C{close} takes its request's place, and the connection
+        closes right after it is written, not before.
+        """
+        harness = Harness("100:swallow", protocol="lines", scope=REQUEST,
+                          settings={"swallow": {"only": "none"}})
+        client, backend = harness.pair()
+        connection = client.protocol.connection
+        client.send(b"get a\nget b\n")
+        self.assertEqual(backend.received(), b"get a\nget b\n")
+        request = connection.session.sent[1]
+        connection.reply(request, b"bye\n", close=True, reason="test says bye")
+        self.assertFalse(client.transport.disconnecting)
+        backend.send(b"A\n")
+        self.assertEqual(client.received(), b"A\nbye\n")
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(connection.reason, "test says bye")
