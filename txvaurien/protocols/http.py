@@ -1,0 +1,269 @@
+# -*- test-case-name: txvaurien.test.test_protocol_http -*-
+"""
+The C{http} protocol handler: HTTP/1.0 and HTTP/1.1, requests and
+responses.
+
+Each request and each response is one message; behaviors act on whole
+requests (under request scope each request and its response draw their
+own behaviors) and the C{error} behavior answers a request with a
+well-formed HTTP response.  Framing is in
+L{txvaurien.protocols._httpframing}, head parsing in
+L{txvaurien.protocols._httpheads}.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from http import HTTPStatus
+from typing import Any, ClassVar
+from weakref import WeakSet
+
+from zope.interface import implementer
+
+from txvaurien import logs
+from txvaurien.frames import Message
+from txvaurien.interfaces import IConnection, IProtocolSession
+from txvaurien.options import Choice
+from txvaurien.protocols._httpframing import RequestFramer, ResponseFramer
+from txvaurien.protocols._httpheads import HTTPTOOLS, PARSERS
+from txvaurien.protocols.base import ProtocolHandler
+
+_log = logs.logger("txvaurien.protocols.http")
+
+#: Proxies already warned that their backend has no name for C{Host}.
+_hostWarned: WeakSet[Any] = WeakSet()
+
+#: The status of an error reply when the behavior asks for none.
+DEFAULT_ERROR_STATUS = 503
+
+_HOST_FIELD = re.compile(rb"(?im)^(host[ \t]*:[ \t]*)[^\r\n]*?([ \t]*\r?\n)")
+_DEFAULT_PORTS = {"tcp": 80, "tcp6": 80, "tls": 443, "ssl": 443}
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _authority(host: str, port: int | None, default: int | None) -> str:
+    if ":" in host and not host.startswith("["):
+        host = "[" + host + "]"
+    if port is None or port == default:
+        return host
+    return "{}:{}".format(host, port)
+
+
+def _splitEndpoint(description: str) -> list[str]:
+    """
+    The colon-separated parts of an endpoint string (backslash escapes a
+    colon).
+    """
+    parts, current, escaped = [], [], False
+    for char in description:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def backendAuthority(backend: Any) -> str | None:
+    """
+    The C{Host} value that names C{backend}: its host and, unless it is
+    the scheme's default, its port; C{localhost} for a UNIX socket;
+    L{None} if the backend's description says neither.
+
+    @param backend: a L{txvaurien.endpoints.TCPBackend} (C{host},
+        C{port}) or any backend with a C{description} endpoint string.
+    """
+    host = getattr(backend, "host", None)
+    if host is not None:
+        return _authority(str(host), getattr(backend, "port", None), 80)
+    description = getattr(backend, "description", "") or ""
+    parts = _splitEndpoint(description)
+    kind = parts[0].lower()
+    if kind == "unix":
+        return "localhost"
+    if kind not in _DEFAULT_PORTS:
+        return None
+    keywords = {}
+    positional = []
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq:
+            keywords[key] = value
+        else:
+            positional.append(part)
+    host = keywords.get("host", positional[0] if positional else None)
+    port = keywords.get("port", positional[1] if len(positional) > 1 else None)
+    if not host:
+        return None
+    return _authority(host, int(port) if port and port.isdigit() else None,
+                      _DEFAULT_PORTS[kind])
+
+
+@implementer(IProtocolSession)
+class HTTPSession:
+    """
+    One connection's HTTP: a L{RequestFramer} upstream, a
+    L{ResponseFramer} downstream, and the requests the backend was sent
+    and has not answered yet, oldest first.
+
+    @ivar sent: the requests written to the backend and not yet answered.
+    @ivar switched: whether the connection left HTTP (an accepted
+        upgrade or C{CONNECT}, or a backend that does not speak HTTP).
+    @ivar parserName: C{"httptools"} or C{"h11"}, fixed for the
+        connection.
+    """
+
+    serverSpeaksFirst = False
+
+    def __init__(self, handler: "HTTP", connection: IConnection) -> None:
+        self.handler = handler
+        self.connection = connection
+        self.sent: deque[Message] = deque()
+        self.switched = False
+        self.parserName = handler.settings["parser"]
+        self.upstream = RequestFramer(self)
+        self.downstream = ResponseFramer(self)
+        self._host: bytes | None = None
+
+    @property
+    def passthrough(self) -> bool:
+        """
+        C{True} once the connection left HTTP and the client's framer holds
+        nothing.
+        """
+        return self.switched and self.upstream.quiet
+
+    def switch(self) -> None:
+        """
+        The connection leaves HTTP: what follows the current messages is
+        passed through unframed.
+        """
+        if self.switched:
+            return
+        self.switched = True
+        self.upstream.tunnel()
+        _log.debug(
+            "{proxy} #{cid} leaves HTTP; the rest passes through",
+            proxy=self.connection.proxy.name,
+            cid=self.connection.id,
+        )
+
+    def requestSent(self, request: Message) -> None:
+        self.sent.append(request)
+
+    def rewriteHost(self, head: bytes) -> bytes:
+        """
+        C{head} with the value of its C{Host} fields replaced by the
+        backend's host (and port).
+        """
+        host = self._host
+        if host is None:
+            proxy = self.connection.proxy
+            authority = backendAuthority(proxy.backend)
+            if authority is None:
+                if proxy not in _hostWarned:
+                    # Once per proxy, not per connection.
+                    _hostWarned.add(proxy)
+                    _log.warn(
+                        "{proxy}: cannot tell a Host for backend {backend}; "
+                        "Host fields are left alone",
+                        proxy=proxy.name,
+                        backend=getattr(proxy.backend, "description", "?"),
+                    )
+                authority = ""
+            host = self._host = authority.encode("utf-8")
+        if not host:
+            return head
+        return _HOST_FIELD.sub(lambda m: m.group(1) + host + m.group(2), head)
+
+    def _response(
+        self, request: Message | None, status: int, text: str, close: bool
+    ) -> bytes:
+        body = "txvaurien: {}\n".format(_UNPRINTABLE.sub(" ", text)).encode("ascii")
+        lines = [
+            "HTTP/1.1 {} {}".format(status, _phrase(status)),
+            "Content-Type: text/plain; charset=utf-8",
+        ]
+        if status not in (204, 304):
+            lines.append("Content-Length: {}".format(len(body)))
+        meta = request.meta if request is not None else {}
+        if close:
+            lines.append("Connection: close")
+        elif meta.get("version") == "1.0":
+            lines.append("Connection: keep-alive")
+        if meta.get("method") == "HEAD" or status in (204, 304):
+            body = b""
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+
+    def errorReply(
+        self, request: Message | None, reason: str, code: int | None = None
+    ) -> bytes:
+        """
+        An HTTP/1.1 response with status C{code} (503 if L{None}; codes
+        below 200, which would not end the exchange, also become 503), a
+        short text body and C{Content-Length}.  It says C{Connection:
+        close} when the client asked to close, or when it answers no
+        request in particular.
+        """
+        status = DEFAULT_ERROR_STATUS if code is None else int(code)
+        if not 200 <= status <= 599:
+            status = DEFAULT_ERROR_STATUS
+        close = request is None or bool(request.meta.get("close"))
+        return self._response(request, status, reason, close)
+
+    def connectFailed(self, reason: str) -> bytes:
+        """
+        A C{502 Bad Gateway} response, before the connection is closed.
+        """
+        return self._response(None, 502, "backend unreachable: " + reason, True)
+
+
+class HTTP(ProtocolHandler):
+    """
+    HTTP/1.0 and HTTP/1.1: each request and each response is a message.
+
+    Requests are framed with their body (C{Content-Length} or chunked, with
+    trailers), pipelined requests one by one, and each response is paired
+    with the request the backend was sent before it.  The C{error}
+    behavior answers a request with a well-formed response whose status it
+    chooses.
+
+    Example::
+
+        twistd -n vaurien --proxy 127.0.0.1:8000 --backend 127.0.0.1:8080 \\
+            --protocol http --behavior 10:error --protocol-http-overwrite-host-header
+    """
+
+    name = "http"
+    options: ClassVar[dict[str, tuple[str, Any, Any]]] = {
+        "overwrite_host_header": (
+            "Rewrite the Host field of requests to the backend's host and port",
+            bool,
+            False,
+        ),
+        "parser": (
+            "Library that reads message heads: httptools (llhttp, in C) or h11 "
+            "(pure Python, stricter); applies to new connections",
+            Choice(*PARSERS),
+            HTTPTOOLS,
+        ),
+    }
+    framesRequests = True
+    sessionClass = HTTPSession
+
+
+__all__ = ["HTTP", "HTTPSession", "backendAuthority"]
