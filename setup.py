@@ -42,6 +42,9 @@ setup(
         ],
         "docs": ["sphinx"],
     },
+    entry_points={
+        "console_scripts": ["vaurienctl = txvaurien.ctl:main"],
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -58,12 +58,19 @@ class ProxyService(Service):
 
     exitOnListenFailure = False
 
+    #: Whether the proxy listens when the service starts.  The control API
+    #: keeps a disabled proxy (Toxiproxy's C{"enabled": false}) in the
+    #: service tree without a port.
+    enabled = True
+
     def startService(self) -> None:
         """
-        Listen on every endpoint.  A failure to listen that is known at
-        once (address in use) is raised, so that twistd exits.
+        Listen on every endpoint, if L{enabled}.  A failure to listen that
+        is known at once (address in use) is raised, so that twistd exits.
         """
         Service.startService(self)
+        if not self.enabled:
+            return
         try:
             self.startListening()
         except Exception as e:

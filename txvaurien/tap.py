@@ -14,6 +14,7 @@ import configparser
 from typing import Any, Mapping
 
 from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txvaurien import endpoints, logs, options
@@ -80,6 +81,35 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         bool,
         True,
     ),
+    "http": (
+        "Serve the control API (Vaurien's and Toxiproxy's REST APIs and "
+        "Prometheus metrics); --backend becomes optional",
+        bool,
+        False,
+    ),
+    "http_host": ("Interface the control API listens on", str, "127.0.0.1"),
+    "http_port": (
+        "Port the control API listens on (Toxiproxy's is 8474)",
+        Number(int, 0, 65535),
+        8080,
+    ),
+    "http_endpoint": (
+        "Endpoint string for the control API, instead of --http-host and "
+        "--http-port (for example ssl:8443:privateKey=key.pem)",
+        str,
+        None,
+    ),
+    "http_token": (
+        "Require 'Authorization: Bearer TOKEN' on every control API request",
+        str,
+        None,
+    ),
+    "http_allow_browsers": (
+        "Serve control API requests from web browsers (User-Agent "
+        "Mozilla/...), refused by default so that web pages cannot drive it",
+        bool,
+        False,
+    ),
 }
 
 _SHORT = {"proxy": "p", "backend": "b"}
@@ -132,15 +162,18 @@ class BaseOptions(usage.Options):
     (see L{buildOptions}).
     """
 
-    synopsis = "--backend ENDPOINT [options]"
+    synopsis = "--backend ENDPOINT [options] | --http [options]"
     longdesc = (
         "Run a chaos TCP proxy: listen on --proxy, forward to --backend, and "
-        "inject faults chosen from --behavior.  Try --backend demo."
+        "inject faults chosen from --behavior.  Try --backend demo.  With "
+        "--http, drive it at run time through Vaurien's and Toxiproxy's REST "
+        "APIs (--http alone starts a bare server, like toxiproxy-server)."
     )
     _coreParams, _coreFlags = _coreParameters()
     optParameters = _coreParams + [
         ["config", "c", None, "INI file with [vaurien], [behavior:NAME] and "
-         "[protocol:NAME] sections"],
+         "[protocol:NAME] sections, or a Toxiproxy-style JSON list of proxies "
+         "(a name ending in .json)"],
     ]
     optFlags = _coreFlags
 
@@ -247,7 +280,7 @@ class BaseOptions(usage.Options):
 
     def _fromConfig(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
         path = self.get("config")
-        if not path:
+        if not path or _isJSON(path):
             return {}, {}
         core: dict[str, Any] = {}
         plugins: dict[tuple[str, str], dict[str, Any]] = {}
@@ -285,15 +318,44 @@ class BaseOptions(usage.Options):
             self[key] = value
         registry = self.registry
 
-        if core["backend"] is None:
+        path = self.get("config")
+        self.proxiesConfig: list[Any] = []
+        if path and _isJSON(path):
+            from txvaurien.control.config import loadConfig
+
+            try:
+                self.proxiesConfig = loadConfig(_reactor(), registry, path)
+            except ValueError as e:
+                raise ConfigError(str(e))
+        if core["backend"] is None and (core["http"] or self.proxiesConfig):
+            for name in ("proxy", "protocol", "behavior", "behavior_scope"):
+                if name in cliCore or name in fileCore:
+                    raise OptionError(
+                        "--" + name.replace("_", "-"),
+                        "applies to the proxy --backend describes; without it, "
+                        "create proxies through the control API or a JSON --config")
+        if core["backend"] is None and not (core["http"] or self.proxiesConfig):
             raise OptionError(
                 "--backend",
                 "required: an endpoint (tcp:host=127.0.0.1:port=6379), "
-                "host:port, or demo",
+                "host:port, or demo (optional with --http, which can start "
+                "a bare control server, or with a JSON --config)",
             )
         self["proxy"] = [endpoints.checkListen(_reactor(), p) for p in core["proxy"]]
-        if core["backend"].strip() != "demo":
+        if core["backend"] is not None and core["backend"].strip() != "demo":
             endpoints.parseBackend(_reactor(), core["backend"])
+        if core["http"]:
+            from txvaurien.control.server import controlEndpoint
+
+            self["http_listen"] = controlEndpoint(
+                core["http_host"], core["http_port"], core["http_endpoint"])
+            try:
+                serverFromString(_reactor(), self["http_listen"])
+            except Exception as e:
+                raise OptionError(
+                    "--http-endpoint" if core["http_endpoint"] else "--http-host",
+                    "cannot listen on {!r}: {}".format(
+                        self["http_listen"], e or type(e).__name__))
 
         pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
         for plugin in set(filePlugins) | set(cliPlugins):
@@ -325,6 +387,14 @@ class BaseOptions(usage.Options):
                     self.handler.name))
         self["behavior_scope"] = scope
         self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+
+
+def _isJSON(path: str) -> bool:
+    """
+    Whether a C{--config} file is a Toxiproxy-style JSON proxy list rather
+    than an INI file.
+    """
+    return path.lower().endswith(".json")
 
 
 def _reactor() -> Any:
@@ -375,25 +445,69 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
         reactor = _reactor()
     logs.setLevel(config["log_level"])
     parent = MultiService()
-    backendText = config["backend"].strip()
-    if backendText == "demo":
-        demo = DemoService(reactor)
-        demo.setServiceParent(parent)
-        backend: Any = DemoBackend(reactor, demo)
-    else:
-        backend = endpoints.parseBackend(reactor, backendText)
-    factory = ProxyServerFactory(
-        backend,
-        config.handler,
-        config.table,
+    random = RandomSource(config["seed"])
+    proxy: ProxyService | None = None
+    if config["backend"] is not None:
+        backendText = config["backend"].strip()
+        if backendText == "demo":
+            demo = DemoService(reactor)
+            demo.setServiceParent(parent)
+            backend: Any = DemoBackend(reactor, demo)
+        else:
+            backend = endpoints.parseBackend(reactor, backendText)
+        factory = ProxyServerFactory(
+            backend,
+            config.handler,
+            config.table,
+            reactor,
+            random,
+            connectTimeout=config["timeout"],
+            idleTimeout=config["idle_timeout"] or None,
+            splice=config["splice"],
+        )
+        proxy = ProxyService(factory, config["proxy"], reactor, config["shutdown_grace"])
+        proxy.exitOnListenFailure = True
+        proxy.setName("proxy")
+        proxy.setServiceParent(parent)
+    proxiesConfig = getattr(config, "proxiesConfig", [])
+    if config.get("http") or proxiesConfig:
+        _controlPlane(config, reactor, parent, proxy, random, proxiesConfig)
+    return parent
+
+
+def _controlPlane(
+    config: Any,
+    reactor: Any,
+    parent: MultiService,
+    proxy: ProxyService | None,
+    random: RandomSource,
+    proxiesConfig: list[Any],
+) -> None:
+    """
+    Add the proxy manager (with the proxies of a JSON C{--config}) and, with
+    C{--http}, the control server, to C{parent}.  The control server is
+    added last, so it starts once every proxy listens and stops first.
+    """
+    from txvaurien.control.manager import ProxyDefaults, ProxyManager
+    from txvaurien.control.server import ControlService, buildSite
+
+    manager = ProxyManager(ProxyDefaults(
         reactor,
-        RandomSource(config["seed"]),
+        config.registry,
+        random,
         connectTimeout=config["timeout"],
         idleTimeout=config["idle_timeout"] or None,
         splice=config["splice"],
-    )
-    proxy = ProxyService(factory, config["proxy"], reactor, config["shutdown_grace"])
-    proxy.exitOnListenFailure = True
-    proxy.setName("proxy")
-    proxy.setServiceParent(parent)
-    return parent
+        grace=config["shutdown_grace"],
+    ))
+    manager.setName("proxies")
+    if proxy is not None:
+        manager.adopt(proxy, config["backend"].strip())
+    for spec in proxiesConfig:
+        manager.create(spec, exitOnListenFailure=True)
+    manager.setServiceParent(parent)
+    if config.get("http"):
+        site = buildSite(manager, config["http_token"], config["http_allow_browsers"])
+        control = ControlService(site, config["http_listen"], reactor)
+        control.setName("control")
+        control.setServiceParent(parent)

@@ -172,3 +172,26 @@ class PinPortTests(TestCase):
                          "tcp6:port=4242:interface=\\:\\:1")
         self.assertEqual(_pinPort("tcp:8000", 8000), "tcp:8000")
         self.assertEqual(_pinPort("unix:/tmp/x", None), "unix:/tmp/x")
+
+
+class EnabledTests(TestCase):
+    """
+    L{ProxyService.enabled}.
+    """
+
+    def test_disabledDoesNotListen(self) -> None:
+        """
+        A disabled service starts without listening; C{startListening}
+        binds later.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from txvaurien.test.helpers import Harness
+
+        memory = MemoryReactorClock()
+        service = ProxyService(Harness().factory, ["tcp:7001"], memory)
+        service.enabled = False
+        service.startService()
+        self.assertEqual((memory.tcpServers, service.ports), ([], []))
+        service.startListening()
+        self.assertEqual([p[0] for p in memory.tcpServers], [7001])

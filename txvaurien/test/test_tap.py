@@ -281,3 +281,149 @@ class MakeServiceTests(TestCase):
         service = tap.makeService(options, MemoryReactorClock())
         self.assertEqual(service.getServiceNamed("demo").name, "demo")
         self.assertIsInstance(service.getServiceNamed("proxy").factory.backend, DemoBackend)
+
+
+class ControlOptionsTests(TestCase):
+    """
+    The control server's options, and a Toxiproxy-style JSON C{--config}.
+    """
+
+    def setUp(self) -> None:
+        self.addCleanup(logs.setLevel, "info")
+
+    def writeJSON(self, value: object) -> str:
+        import json
+
+        path = FilePath(self.mktemp() + ".json")
+        path.setContent(json.dumps(value).encode("utf-8"))
+        return path.path
+
+    def test_defaults(self) -> None:
+        """
+        The control server is off; its address defaults to
+        127.0.0.1:8080, with no token, refusing browsers.
+        """
+        options = parse("--backend", "h:1")
+        self.assertIs(options["http"], False)
+        self.assertEqual((options["http_host"], options["http_port"]), ("127.0.0.1", 8080))
+        self.assertIsNone(options["http_endpoint"])
+        self.assertIsNone(options["http_token"])
+        self.assertIs(options["http_allow_browsers"], False)
+        service = tap.makeService(options, MemoryReactorClock())
+        self.assertRaises(KeyError, service.getServiceNamed, "control")
+        self.assertRaises(KeyError, service.getServiceNamed, "proxies")
+
+    def test_bareControlServer(self) -> None:
+        """
+        With C{--http}, C{--backend} is optional: the service is a proxy
+        manager with no proxy and the control server, listening where
+        asked once started.
+        """
+        options = parse("--http", "--http-port", "8474", "--http-host", "127.0.0.2",
+                        "--http-token", "t")
+        self.assertEqual(options["http_listen"], "tcp:8474:interface=127.0.0.2")
+        reactor = MemoryReactorClock()
+        service = tap.makeService(options, reactor)
+        self.assertRaises(KeyError, service.getServiceNamed, "proxy")
+        manager = service.getServiceNamed("proxies")
+        self.assertEqual(manager.proxies, {})
+        self.assertIsNone(manager.defaultName)
+        control = service.getServiceNamed("control")
+        self.assertEqual([s.name for s in service], ["proxies", "control"])
+        self.assertEqual(control.site.resource.token, "t")
+        IService(service).startService()
+        self.addCleanup(service.stopService)
+        [(port, _, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8474, "127.0.0.2"))
+
+    def test_defaultProxyManaged(self) -> None:
+        """
+        With C{--backend} and C{--http}, the proxy is the manager's default
+        proxy, named C{vaurien}, and the control server comes after it.
+        """
+        options = parse("--backend", "127.0.0.1:6379", "--http", "--http-endpoint",
+                        "tcp:9999:interface=127.0.0.1")
+        service = tap.makeService(options, MemoryReactorClock())
+        manager = service.getServiceNamed("proxies")
+        self.assertEqual(manager.defaultName, "vaurien")
+        self.assertIs(manager.get("vaurien").service, service.getServiceNamed("proxy"))
+        self.assertEqual(manager.get("vaurien").upstream, "127.0.0.1:6379")
+        self.assertEqual([s.name for s in service], ["proxy", "proxies", "control"])
+        self.assertEqual(service.getServiceNamed("control").description,
+                         "tcp:9999:interface=127.0.0.1")
+
+    def test_badControlOptions(self) -> None:
+        """
+        A bad port or endpoint is refused naming the option.
+        """
+        for extra, message in [
+            (("--http-port", "70000"), "--http-port"),
+            (("--http-port", "x"), "--http-port"),
+            (("--http-endpoint", "nonsense:1"), "--http-endpoint"),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                parse("--http", *extra)
+            self.assertIn(message, str(caught.exception), extra)
+
+    def test_iniControlOptions(self) -> None:
+        """
+        The control options are keys of an INI file's C{[vaurien]}.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"[vaurien]\nhttp = true\nhttp-port = 8475\nhttp_token = abc\n")
+        options = parse("--config", path.path)
+        self.assertEqual((options["http"], options["http_port"], options["http_token"]),
+                         (True, 8475, "abc"))
+
+    def test_jsonConfig(self) -> None:
+        """
+        A C{--config} file ending in C{.json} is a Toxiproxy proxy list:
+        C{--backend} is then optional and its proxies, with their toxics,
+        are the manager's, listening when the service starts.
+        """
+        config = self.writeJSON([
+            {"name": "redis", "listen": "127.0.0.1:26379", "upstream": "127.0.0.1:6379",
+             "toxics": [{"type": "latency", "attributes": {"latency": 10}}]},
+            {"name": "off", "listen": "127.0.0.1:26380", "upstream": "127.0.0.1:6380",
+             "enabled": False}])
+        options = parse("--config", config)
+        self.assertEqual([p.name for p in options.proxiesConfig], ["redis", "off"])
+        reactor = MemoryReactorClock()
+        service = tap.makeService(options, reactor)
+        self.assertRaises(KeyError, service.getServiceNamed, "control")
+        manager = service.getServiceNamed("proxies")
+        redis = manager.get("redis")
+        self.assertEqual([t.name for t in redis.toxics], ["latency_downstream"])
+        self.assertEqual(redis.factory.table.describe(), "100:latency")
+        self.assertEqual(reactor.tcpServers, [])
+        IService(service).startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(26379, "127.0.0.1")])
+
+    def test_badJSONConfig(self) -> None:
+        """
+        A bad JSON config is refused with the file and the reason.
+        """
+        for value, message in [
+            ({"name": "x"}, "cannot unmarshal object"),
+            ([{"name": "x"}], "missing required field: upstream at proxy 1"),
+            ([{"name": "x", "upstream": "h:1", "toxics": [{"type": "nosuch"}]}],
+             "invalid toxic type (toxic 1 at proxy 1)"),
+        ]:
+            config = self.writeJSON(value)
+            with self.assertRaises(UsageError) as caught:
+                parse("--config", config)
+            self.assertIn("config file {!r}: ".format(config), str(caught.exception))
+            self.assertIn(message, str(caught.exception))
+
+    def test_proxyOptionsNeedBackend(self) -> None:
+        """
+        Options of the default proxy given without C{--backend} are
+        refused rather than ignored.
+        """
+        for extra in [("--proxy", "8001"), ("--behavior", "delay"), ("--protocol", "lines"),
+                      ("--behavior-scope", "request")]:
+            with self.assertRaises(UsageError) as caught:
+                parse("--http", *extra)
+            self.assertIn("{}: applies to the proxy --backend describes".format(extra[0]),
+                          str(caught.exception))

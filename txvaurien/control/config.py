@@ -1,0 +1,202 @@
+# -*- test-case-name: txvaurien.test.test_control_config -*-
+"""
+Toxiproxy-style proxy lists: the JSON file C{--config proxies.json} reads
+at start, and the body of C{POST /populate}::
+
+    [
+      {"name": "redis", "listen": "127.0.0.1:26379",
+       "upstream": "127.0.0.1:6379", "enabled": true,
+       "toxics": [{"type": "latency", "attributes": {"latency": 100}}]}
+    ]
+
+Each entry has Toxiproxy's fields; C{toxics}, a list of toxic bodies as
+C{POST /proxies/NAME/toxics} takes them, is honoured (Toxiproxy ignores
+it).  The whole list is checked before anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Container
+
+from txvaurien import endpoints
+from txvaurien.control import errors
+from txvaurien.control.jsonio import BodyError, decodeStrict, goField
+from txvaurien.control.toxics import Toxic, buildToxic
+from txvaurien.registry import Registry
+
+#: Where a proxy listens when its C{listen} is empty or missing.  Toxiproxy
+#: binds every interface; a chaos proxy should not be reachable from other
+#: hosts by accident.
+DEFAULT_LISTEN = "127.0.0.1:0"
+
+
+class ProxySpec:
+    """
+    A checked proxy declaration.
+
+    @ivar name: its name.
+    @ivar listen: the address as given (C{host:port}).
+    @ivar description: the server endpoint string for C{listen}.
+    @ivar upstream: the backend as given.
+    @ivar enabled: whether it listens.
+    @ivar toxics: its toxics, or L{None} if the entry did not list any
+        (then an existing proxy keeps its own).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        description: str,
+        upstream: str,
+        enabled: bool,
+        toxics: list[Toxic] | None,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.description = description
+        self.upstream = upstream
+        self.enabled = enabled
+        self.toxics = toxics
+
+    def __repr__(self) -> str:
+        return "<ProxySpec {} {} -> {} enabled={}>".format(
+            self.name, self.listen, self.upstream, self.enabled)
+
+
+def listenDescription(reactor: Any, listen: str) -> str:
+    """
+    The server endpoint string for a Toxiproxy C{listen} address
+    (C{host:port}, C{:port}, C{[::1]:port}) or an endpoint string.
+
+    @raise txvaurien.control.errors.ApiError: 400 if it is not one.
+    """
+    text = listen.strip() or DEFAULT_LISTEN
+    if text.startswith(":") and text[1:].isdigit():
+        text = "tcp:" + text[1:]
+    try:
+        return endpoints.checkListen(reactor, text)
+    except endpoints.EndpointError as e:
+        raise errors.badBody("listen: {}".format(e), "listen")
+
+
+def checkUpstream(reactor: Any, upstream: str) -> Any:
+    """
+    The backend for a Toxiproxy C{upstream}.
+
+    @raise txvaurien.control.errors.ApiError: 400 if it is not one.
+    """
+    try:
+        return endpoints.parseBackend(reactor, upstream)
+    except endpoints.EndpointError as e:
+        raise errors.badBody("upstream: {}".format(e), "upstream")
+
+
+def _stringField(entry: dict[str, Any], field: str) -> str:
+    found, value = goField(entry, field)
+    if not found or value is None:
+        return ""
+    if not isinstance(value, str):
+        raise errors.typeMismatch(value, "Proxy", field, "string")
+    return value
+
+
+def parseProxy(
+    reactor: Any,
+    registry: Registry,
+    entry: Any,
+    where: str = "",
+    taken: Container[str] = (),
+) -> ProxySpec:
+    """
+    Check one proxy declaration (a C{POST /proxies} body or a list entry).
+
+    @param where: appended to missing-field messages (C{" at proxy 2"}).
+    @param taken: names already in use, refused with C{409} before the
+        addresses are checked (Toxiproxy checks no addresses).
+    @raise txvaurien.control.errors.ApiError: with Toxiproxy's message.
+    """
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, dict):
+        raise errors.badBody(
+            "json: cannot unmarshal {} into Go value of type toxiproxy.Proxy".format(
+                "array" if isinstance(entry, list) else "value"))
+    name = _stringField(entry, "name")
+    listen = _stringField(entry, "listen")
+    upstream = _stringField(entry, "upstream")
+    found, enabled = goField(entry, "enabled")
+    if not found or enabled is None:
+        enabled = True
+    if not isinstance(enabled, bool):
+        raise errors.typeMismatch(enabled, "Proxy", "enabled", "bool")
+    if not name:
+        raise errors.missingField("name" + where)
+    if not upstream:
+        raise errors.missingField("upstream" + where)
+    if name in taken:
+        raise errors.proxyExists()
+    if "/" in name:
+        raise errors.badBody("proxy name {!r} must not contain '/'".format(name), "name")
+    description = listenDescription(reactor, listen)
+    checkUpstream(reactor, upstream)
+    toxics: list[Toxic] | None = None
+    found, given = goField(entry, "toxics")
+    if found and given is not None:
+        if not isinstance(given, list):
+            raise errors.typeMismatch(given, "Proxy", "toxics", "[]toxics.ToxicWrapper")
+        toxics = []
+        for index, body in enumerate(given):
+            try:
+                toxic = buildToxic(registry, body, {t.name for t in toxics})
+            except errors.ApiError as e:
+                e.message = "{} (toxic {}{})".format(e.message, index + 1, where)
+                e.args = (e.message,)
+                raise
+            toxics.append(toxic)
+    return ProxySpec(name, listen or DEFAULT_LISTEN, description, upstream, enabled, toxics)
+
+
+def parseProxyList(reactor: Any, registry: Registry, value: Any) -> list[ProxySpec]:
+    """
+    Check a whole list of proxy declarations before anything is created.
+
+    @raise txvaurien.control.errors.ApiError: for the first bad entry,
+        naming it by its position from 1, as Toxiproxy does.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.badBody(
+            "json: cannot unmarshal {} into Go value of type []struct {{ "
+            "toxiproxy.Proxy; Enabled *bool \"json:\\\"enabled\\\"\" }}".format(
+                "object" if isinstance(value, dict) else "value"))
+    specs: list[ProxySpec] = []
+    names: set[str] = set()
+    for index, entry in enumerate(value):
+        spec = parseProxy(reactor, registry, entry, " at proxy {}".format(index + 1))
+        if spec.name in names:
+            raise errors.badBody("duplicate proxy name {}".format(json.dumps(spec.name)), "name")
+        names.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
+def loadConfig(reactor: Any, registry: Registry, path: str) -> list[ProxySpec]:
+    """
+    Read a JSON proxy list from a file.
+
+    @raise ValueError: naming the file and what is wrong with it.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError("cannot read config file {!r}: {}".format(path, e.strerror))
+    try:
+        return parseProxyList(reactor, registry, decodeStrict(data))
+    except BodyError as e:
+        raise ValueError("config file {!r}: {}".format(path, e))
+    except errors.ApiError as e:
+        raise ValueError("config file {!r}: {}".format(path, e.message))

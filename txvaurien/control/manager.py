@@ -1,0 +1,621 @@
+# -*- test-case-name: txvaurien.test.test_control_toxiproxy -*-
+"""
+The named proxies of one txvaurien process, and what the control API does
+to them.
+
+Every proxy is a L{txvaurien.service.ProxyService} with its
+L{txvaurien.proxy.ProxyServerFactory}.  Its behavior table is made of two
+parts:
+
+  - the I{base} table, weighted behaviors as C{--behavior} and Vaurien's
+    C{PUT /behavior} give them (C{100:dummy} for a proxy made through
+    Toxiproxy's API);
+  - its I{toxics}, Toxiproxy's chain, appended to every alternative of the
+    base table.
+
+Changing either installs a new table, which live connections see at once;
+changing only a toxic's attributes or a behavior's options updates the
+configured behavior's C{settings} in place, which faults read when they
+act.
+
+Operations that bind or unbind ports complete before their L{Deferred}
+fires, and they run one at a time (a L{DeferredLock}), so an enable racing
+a disable cannot find the port still bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
+
+from txvaurien import logs, options
+from txvaurien.control import errors
+from txvaurien.control.config import (
+    DEFAULT_LISTEN,
+    ProxySpec,
+    checkUpstream,
+    listenDescription,
+)
+from txvaurien.control.jsonio import goField
+from txvaurien.control.toxics import Toxic, updateToxic
+from txvaurien.proxy import ProxyServerFactory
+from txvaurien.randomness import RandomSource
+from txvaurien.registry import Registry, UnknownPlugin
+from txvaurien.service import ProxyService
+from txvaurien.table import CONNECTION, BehaviorTable, TableError, buildTable, parseSpec
+
+_log = logs.logger("txvaurien.control")
+
+
+class ProxyDefaults:
+    """
+    How the manager builds the proxies it creates: the core options of
+    C{twistd vaurien} that apply to every proxy.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        registry: Registry,
+        random: RandomSource | None = None,
+        connectTimeout: float = 30.0,
+        idleTimeout: float | None = None,
+        splice: bool = True,
+        grace: float = 5.0,
+    ) -> None:
+        self.reactor = reactor
+        self.registry = registry
+        self.random = random or RandomSource()
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+        self.splice = splice
+        self.grace = grace
+
+
+def addressText(address: Any) -> str:
+    """
+    An L{IAddress} as Go prints a listener's address (C{127.0.0.1:8000},
+    C{[::1]:8000}), or its name for other kinds.
+    """
+    port = getattr(address, "port", None)
+    host = getattr(address, "host", None)
+    if port is None or host is None:
+        return str(getattr(address, "name", address))
+    if ":" in host:
+        return "[{}]:{}".format(host, port)
+    return "{}:{}".format(host, port)
+
+
+class ManagedProxy:
+    """
+    One named proxy.
+
+    @ivar name: its name.
+    @ivar service: its L{ProxyService}.
+    @ivar factory: its L{ProxyServerFactory}.
+    @ivar upstream: the backend as the client gave it.
+    @ivar requestedListen: the listen address as the client gave it.
+    @ivar base: the base L{BehaviorTable}.
+    @ivar toxics: its toxics, in the order they were added.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        service: ProxyService,
+        upstream: str,
+        listen: str,
+        base: BehaviorTable,
+    ) -> None:
+        self.name = name
+        self.service = service
+        self.factory: ProxyServerFactory = service.factory
+        self.upstream = upstream
+        self.requestedListen = listen
+        self._listen = listen
+        self.base = base
+        self.toxics: list[Toxic] = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.service.enabled)
+
+    @property
+    def listen(self) -> str:
+        """
+        The address it listens on, once bound; before, the one asked for.
+        """
+        if self.service.ports:
+            self._listen = addressText(self.service.ports[0].getHost())
+        return self._listen
+
+    def toxic(self, name: str) -> Toxic:
+        """
+        @raise txvaurien.control.errors.ApiError: 404 if there is none.
+        """
+        for toxic in self.toxics:
+            if toxic.name == name:
+                return toxic
+        raise errors.toxicNotFound()
+
+    def table(self) -> BehaviorTable:
+        """
+        The table live connections use: the base table with the toxics
+        appended to each alternative.
+        """
+        if not self.toxics:
+            return self.base
+        chain = [toxic.behavior for toxic in self.toxics]
+        alternatives = [(weight, list(behaviors) + chain)
+                        for weight, behaviors in self.base.alternatives]
+        spec = "{} with toxics {}".format(
+            self.base.spec, ",".join(toxic.name for toxic in self.toxics))
+        return BehaviorTable(spec, alternatives, self.base.scope)
+
+    def apply(self) -> None:
+        """
+        Install the current table; live connections choose again.
+        """
+        self.factory.setTable(self.table())
+
+    def orderedToxics(self) -> list[Toxic]:
+        """
+        The toxics in Toxiproxy's order: upstream ones, then downstream
+        ones, each in the order they were added.
+        """
+        return sorted(self.toxics, key=lambda t: t.direction != "upstream")
+
+    def asJSON(self) -> dict[str, Any]:
+        """
+        Toxiproxy's representation, in its field order (C{Logger} is an
+        empty object Toxiproxy 2.12 prints too).
+        """
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "Logger": {},
+            "toxics": [toxic.asJSON() for toxic in self.orderedToxics()],
+        }
+
+    def behaviorsInUse(self) -> list[Any]:
+        """
+        Every configured behavior of its base table and toxics.
+        """
+        return list(self.base.behaviors.values()) + [t.behavior for t in self.toxics]
+
+
+class ProxyManager(MultiService):
+    """
+    The named proxies; proxies it creates are its child services.
+
+    @ivar proxies: name to L{ManagedProxy}.
+    @ivar defaultName: the name of the proxy Vaurien's API acts on, or
+        L{None}.
+    @ivar listeners: objects told of proxies added and removed
+        (C{proxyAdded(proxy)}, C{proxyRemoved(proxy)}), such as metrics.
+    """
+
+    def __init__(self, defaults: ProxyDefaults) -> None:
+        MultiService.__init__(self)
+        self.defaults = defaults
+        self.proxies: dict[str, ManagedProxy] = {}
+        self.defaultName: str | None = None
+        self.listeners: list[Any] = []
+        self._lock = DeferredLock()
+
+    # Lookup
+
+    def get(self, name: str) -> ManagedProxy:
+        """
+        @raise txvaurien.control.errors.ApiError: 404 if there is none.
+        """
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise errors.proxyNotFound()
+        return proxy
+
+    def default(self, name: str | None = None) -> ManagedProxy:
+        """
+        The proxy Vaurien's API acts on: C{name}, or the default one.
+
+        @raise txvaurien.control.errors.ApiError: 404 if there is none.
+        """
+        if name is None:
+            name = self.defaultName
+            if name is None:
+                raise errors.ApiError(
+                    "no default proxy: start with --backend, or name one with "
+                    "?proxy=NAME", 404, "proxy")
+        return self.get(name)
+
+    def serialized(self, f: Callable[..., Any], *args: Any) -> Deferred:
+        """
+        Run C{f} once every operation before it is complete; the result
+        fires when C{f}'s does.
+        """
+        return self._lock.run(f, *args)
+
+    # Proxies
+
+    def _register(self, proxy: ManagedProxy) -> None:
+        self.proxies[proxy.name] = proxy
+        for listener in self.listeners:
+            listener.proxyAdded(proxy)
+
+    def _unregister(self, proxy: ManagedProxy) -> None:
+        if self.proxies.get(proxy.name) is proxy:
+            del self.proxies[proxy.name]
+        if self.defaultName == proxy.name:
+            self.defaultName = None
+        for listener in self.listeners:
+            listener.proxyRemoved(proxy)
+
+    def adopt(self, service: ProxyService, upstream: str, default: bool = True) -> ManagedProxy:
+        """
+        Manage a proxy made elsewhere (the one C{--backend} describes),
+        whose service has its own parent.
+        """
+        factory = service.factory
+        listen = service.listen[0] if service.listen else ""
+        proxy = ManagedProxy(factory.name, service, upstream, listen, factory.table)
+        self._register(proxy)
+        if default:
+            self.defaultName = proxy.name
+        return proxy
+
+    def create(self, spec: ProxySpec, exitOnListenFailure: bool = False) -> ManagedProxy:
+        """
+        Create a proxy, listening at once if enabled and the manager runs
+        (otherwise when it starts).
+
+        @raise txvaurien.control.errors.ApiError: 409 if the name is
+            taken, 500 if the port cannot be bound.
+        """
+        if spec.name in self.proxies:
+            raise errors.proxyExists()
+        d = self.defaults
+        registry = d.registry
+        handler = registry.protocols.get("tcp").configure({})
+        base = buildTable("100:dummy", registry, {}, CONNECTION)
+        factory = ProxyServerFactory(
+            checkUpstream(d.reactor, spec.upstream), handler, base, d.reactor, d.random,
+            name=spec.name, connectTimeout=d.connectTimeout, idleTimeout=d.idleTimeout,
+            splice=d.splice)
+        service = ProxyService(factory, [spec.description], d.reactor, d.grace)
+        service.exitOnListenFailure = exitOnListenFailure
+        service.enabled = False
+        proxy = ManagedProxy(spec.name, service, spec.upstream, spec.listen, base)
+        if spec.toxics:
+            proxy.toxics = list(spec.toxics)
+            proxy.apply()
+        service.setServiceParent(self)
+        if spec.enabled:
+            if self.running:
+                try:
+                    self._start(proxy)
+                except errors.ApiError:
+                    service.disownServiceParent()
+                    raise
+            else:
+                service.enabled = True
+        self._register(proxy)
+        _log.info(
+            "Proxy {proxy} created: {listen} -> {upstream} ({state})",
+            proxy=proxy.name, listen=proxy.listen, upstream=proxy.upstream,
+            state="enabled" if proxy.enabled else "disabled")
+        return proxy
+
+    def _start(self, proxy: ManagedProxy) -> None:
+        service = proxy.service
+        if service.enabled:
+            return
+        try:
+            service.startListening()
+        except Exception as e:
+            raise errors.listenFailed(service.listen[0] if service.listen else "", e)
+        service.enabled = True
+
+    def _stop(self, proxy: ManagedProxy) -> Deferred:
+        """
+        Unbind the proxy's ports and close its connections; fires once the
+        ports are free.
+        """
+        service = proxy.service
+        if not service.enabled:
+            return succeed(None)
+        service.enabled = False
+        d = service.stopListening()
+        proxy.factory.closeAll()
+        return d
+
+    def setEnabled(self, proxy: ManagedProxy, enabled: bool) -> Deferred:
+        """
+        Enable (bind) or disable (unbind, close connections) a proxy; fires
+        when done.
+        """
+        _log.info("Proxy {proxy} {state}", proxy=proxy.name,
+                  state="enabled" if enabled else "disabled")
+        if enabled:
+            self._start(proxy)
+            return succeed(proxy)
+        return self._stop(proxy).addCallback(lambda _: proxy)
+
+    @inlineCallbacks
+    def update(self, name: str, body: Any) -> Any:
+        """
+        Apply a C{POST}/C{PATCH /proxies/NAME} body: a new C{listen} or
+        C{upstream} restarts the proxy (closing its connections), as in
+        Toxiproxy; C{enabled} binds or unbinds it.
+        """
+        proxy = self.get(name)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise errors.badBody(
+                "json: cannot unmarshal {} into Go value of type toxiproxy.Proxy".format(
+                    "array" if isinstance(body, list) else "value"))
+        listen = _field(body, "listen", str, "string", proxy.listen)
+        upstream = _field(body, "upstream", str, "string", proxy.upstream)
+        enabled = _field(body, "enabled", bool, "bool", proxy.enabled)
+        if listen != proxy.listen or upstream != proxy.upstream:
+            description = listenDescription(self.defaults.reactor, listen)
+            backend = checkUpstream(self.defaults.reactor, upstream)
+            yield self._stop(proxy)
+            proxy.service.listen = [description]
+            proxy.requestedListen = proxy._listen = listen or DEFAULT_LISTEN
+            proxy.factory.backend = backend
+            proxy.upstream = upstream
+        if enabled != proxy.enabled:
+            yield self.setEnabled(proxy, enabled)
+        return proxy
+
+    def delete(self, name: str) -> Deferred:
+        """
+        Remove a proxy; fires once its port is free (its connections are
+        closed, and dropped after the grace period if still open).
+        """
+        proxy = self.get(name)
+        self._unregister(proxy)
+        d = self._stop(proxy)
+
+        def gone(_: Any) -> None:
+            if proxy.service.parent is not None:
+                proxy.service.disownServiceParent()
+            _log.info("Proxy {proxy} deleted", proxy=proxy.name)
+
+        return d.addCallback(gone)
+
+    @inlineCallbacks
+    def populate(self, specs: list[ProxySpec]) -> Any:
+        """
+        Create or replace proxies from a checked list, in order: one with
+        the same name, listen address and upstream is kept (its toxics
+        replaced if the entry lists some); one that differs is replaced.
+
+        @return: a L{Deferred} firing with C{(proxies, error)}: the proxies
+            of the list handled so far, and the L{ApiError} that stopped
+            the rest, or L{None}.
+        """
+        result: list[ManagedProxy] = []
+        for spec in specs:
+            existing = self.proxies.get(spec.name)
+            if existing is not None:
+                if spec.upstream == existing.upstream and spec.listen in (
+                    existing.listen, existing.requestedListen
+                ):
+                    if spec.toxics is not None:
+                        existing.toxics = list(spec.toxics)
+                        existing.apply()
+                    result.append(existing)
+                    continue
+                yield self.delete(spec.name)
+            try:
+                result.append(self.create(spec))
+            except errors.ApiError as e:
+                return result, e
+        return result, None
+
+    def reset(self) -> Any:
+        """
+        Toxiproxy's reset: enable every proxy, remove every toxic, and
+        restart the counters of behaviors that keep proxy-wide state
+        (C{error}'s warm-up).
+
+        @raise txvaurien.control.errors.ApiError: the first proxy that
+            could not be enabled (the others are reset all the same).
+        """
+        failure: errors.ApiError | None = None
+        for proxy in list(self.proxies.values()):
+            try:
+                self._start(proxy)
+            except errors.ApiError as e:
+                failure = failure or e
+            for behavior in proxy.behaviorsInUse():
+                reset = getattr(behavior, "reset", None)
+                if reset is not None:
+                    reset()
+            if proxy.toxics:
+                proxy.toxics = []
+                proxy.apply()
+        _log.info("Reset: every proxy enabled, every toxic removed")
+        if failure is not None:
+            raise failure
+
+    # Toxics
+
+    def addToxic(self, proxy: ManagedProxy, toxic: Toxic) -> None:
+        """
+        Append a checked toxic to a proxy's chain.
+        """
+        if any(t.name == toxic.name for t in proxy.toxics):
+            raise errors.toxicExists()
+        proxy.toxics.append(toxic)
+        proxy.apply()
+        _log.info(
+            "Proxy {proxy}: toxic {toxic} added ({type}, {stream}, toxicity "
+            "{toxicity}, {attributes})", proxy=proxy.name, toxic=toxic.name,
+            type=toxic.type, stream=toxic.stream, toxicity=toxic.toxicity,
+            attributes=toxic.attributes())
+
+    def updateToxic(self, proxy: ManagedProxy, name: str, body: Any) -> Toxic:
+        """
+        Apply an update body to a toxic (see
+        L{txvaurien.control.toxics.updateToxic}).
+
+        @raise txvaurien.control.errors.ApiError: 404 or 400.
+        """
+        toxic = proxy.toxic(name)
+        if updateToxic(toxic, body):
+            proxy.apply()
+        _log.info(
+            "Proxy {proxy}: toxic {toxic} updated (toxicity {toxicity}, {attributes})",
+            proxy=proxy.name, toxic=toxic.name, toxicity=toxic.toxicity,
+            attributes=toxic.attributes())
+        return toxic
+
+    def removeToxic(self, proxy: ManagedProxy, name: str) -> None:
+        """
+        @raise txvaurien.control.errors.ApiError: 404 if there is none.
+        """
+        toxic = proxy.toxic(name)
+        proxy.toxics.remove(toxic)
+        proxy.apply()
+        _log.info("Proxy {proxy}: toxic {toxic} removed", proxy=proxy.name, toxic=name)
+
+    # Vaurien's API
+
+    def setBehavior(self, proxy: ManagedProxy, spec: Any, given: dict[str, Any]) -> None:
+        """
+        Replace a proxy's base table (Vaurien's C{PUT /behavior}).
+
+        With one behavior in C{spec}, C{given} holds its options; with
+        several, it maps each behavior's name to its options.  Options not
+        given take their defaults.  The same specification as now updates
+        the configured behaviors in place, so live connections keep their
+        faults and see the new values.
+
+        @raise txvaurien.control.errors.ApiError: 400 naming the field.
+        """
+        if not isinstance(spec, str):
+            raise errors.ApiError(
+                "expected a behavior name or weighted specification, got {!r}".format(spec),
+                400, "name")
+        spec = spec.strip()
+        registry = self.defaults.registry
+        try:
+            alternatives = parseSpec(spec)
+        except TableError as e:
+            raise errors.ApiError(str(e), 400, "name")
+        names: list[str] = []
+        for _, chain in alternatives:
+            for behaviorName in chain:
+                if behaviorName not in registry.behaviors.names():
+                    raise errors.ApiError(
+                        str(UnknownPlugin("behavior", behaviorName, registry.behaviors.names())),
+                        400, "name")
+                if behaviorName not in names:
+                    names.append(behaviorName)
+        perBehavior = _splitOptions(names, given)
+        settings: dict[str, dict[str, Any]] = {}
+        for behaviorName in names:
+            template = registry.behaviors.get(behaviorName)
+            prefix = "" if len(names) == 1 else behaviorName + "."
+            try:
+                settings[behaviorName] = options.validate(
+                    template, perBehavior.get(behaviorName, {}), where=prefix)
+            except options.OptionError as e:
+                raise errors.ApiError(e.description, 400, e.name)
+        base = proxy.base
+        if spec == base.spec and all(n in base.behaviors for n in names):
+            redraw = False
+            for behaviorName in names:
+                behavior = base.behaviors[behaviorName]
+                new = settings[behaviorName]
+                redraw = redraw or new.get("toxicity") != behavior.settings.get("toxicity")
+                behavior.settings.update(new)
+            if redraw:
+                proxy.base = BehaviorTable(base.spec, base.alternatives, base.scope)
+                proxy.apply()
+            return
+        try:
+            proxy.base = buildTable(spec, registry, settings, base.scope)
+        except (TableError, UnknownPlugin, options.OptionError) as e:
+            raise errors.ApiError(str(e), 400, "name")
+        proxy.apply()
+        _log.info("Proxy {proxy}: behavior set to {behavior}",
+                  proxy=proxy.name, behavior=proxy.base.describe())
+
+    def setBackend(self, proxy: ManagedProxy, backend: Any) -> None:
+        """
+        Point a proxy at another backend (Vaurien's C{PUT /backend}); live
+        connections keep theirs.
+
+        @raise txvaurien.control.errors.ApiError: 400 for a bad value.
+        """
+        if not isinstance(backend, str) or not backend.strip():
+            raise errors.ApiError(
+                "expected an endpoint string or host:port, got {!r}".format(backend),
+                400, "backend")
+        try:
+            parsed = checkUpstream(self.defaults.reactor, backend)
+        except errors.ApiError as e:
+            raise errors.ApiError(e.message.split(": ", 2)[-1], 400, "backend")
+        proxy.factory.backend = parsed
+        proxy.upstream = backend.strip()
+        _log.info("Proxy {proxy}: backend set to {backend}",
+                  proxy=proxy.name, backend=proxy.upstream)
+
+
+def _field(body: dict[str, Any], name: str, kind: type, goType: str, default: Any) -> Any:
+    found, value = goField(body, name)
+    if not found or value is None:
+        return default
+    if not isinstance(value, kind):
+        raise errors.typeMismatch(value, "Proxy", name, goType)
+    return value
+
+
+def baseOptions(proxy: ManagedProxy) -> dict[str, Any]:
+    """
+    A proxy's base behaviors' options, in the shape C{PUT /behavior} takes
+    them: flat for one behavior, by behavior name for several.
+    """
+    names = _specNames(proxy.base.spec)
+    behaviors = proxy.base.behaviors
+    if len(names) == 1:
+        behavior = behaviors.get(names[0])
+        return dict(behavior.settings) if behavior is not None else {}
+    return {name: dict(behaviors[name].settings) for name in names if name in behaviors}
+
+
+def _specNames(spec: str) -> list[str]:
+    names: list[str] = []
+    for _, chain in parseSpec(spec):
+        for name in chain:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _splitOptions(names: list[str], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """
+    Options given to C{PUT /behavior}, by behavior.
+    """
+    if len(names) == 1:
+        return {names[0]: dict(given)}
+    result: dict[str, dict[str, Any]] = {}
+    for key, value in given.items():
+        if key not in names:
+            raise errors.ApiError(
+                "not a behavior of this specification; with several behaviors, "
+                "give each one's options under its name, as in "
+                "{{\"{}\": {{...}}}}".format(names[0]), 400, key)
+        if not isinstance(value, dict):
+            raise errors.ApiError(
+                "expected an object of {}'s options, got {!r}".format(key, value), 400, key)
+        result[key] = value
+    return result

@@ -1,0 +1,456 @@
+# -*- test-case-name: txvaurien.test.test_ctl -*-
+"""
+C{vaurienctl}: drive a running txvaurien from the command line.
+
+::
+
+    vaurienctl list-behaviors
+    vaurienctl set-behavior delay --opt sleep=0.5
+    vaurienctl set-behavior 20:delay,10:error --opt delay.sleep=2
+    vaurienctl get-behavior
+    vaurienctl set-backend 127.0.0.1:6380
+    vaurienctl proxies create redis --upstream 127.0.0.1:6379 --listen 127.0.0.1:26379
+    vaurienctl toxics add redis --type latency --attribute latency=100
+    vaurienctl --json proxies list
+
+Output is for people by default and JSON with C{--json}.  A failure exits
+with status 1 and the server's message on standard error; a usage error
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, TextIO
+
+from txvaurien.client import Client, ClientError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _value(text: str) -> Any:
+    """
+    A C{--opt}/C{--attribute} value: a JSON number, boolean or list if it
+    reads as one, else the text (the server parses it by the option's
+    declared type).
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, (bool, int, float, list)):
+        return value
+    return text
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise UsageError("{} takes KEY=VALUE, got {!r}".format(what, item))
+        result[key.strip()] = _value(raw)
+    return result
+
+
+def _behaviorOptions(items: list[str] | None) -> dict[str, Any]:
+    """
+    C{--opt} values: C{k=v}, or C{behavior.k=v} for a specification of
+    several behaviors.
+    """
+    result: dict[str, Any] = {}
+    for key, value in _pairs(items, "--opt").items():
+        behavior, dot, option = key.rpartition(".")
+        if dot:
+            result.setdefault(behavior, {})[option] = value
+        else:
+            result[key] = value
+    return result
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(_format(v) for v in value)
+    return str(value)
+
+
+def _options(options: dict[str, Any]) -> str:
+    return ", ".join("{}={}".format(k, _format(v)) for k, v in options.items())
+
+
+class _Output:
+    """
+    Writes results for people or as JSON.
+    """
+
+    def __init__(self, stream: TextIO, asJSON: bool) -> None:
+        self.stream = stream
+        self.asJSON = asJSON
+
+    def line(self, text: str = "") -> None:
+        self.stream.write(text + "\n")
+
+    def json(self, value: Any) -> None:
+        self.stream.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+    def show(self, value: Any, human: Callable[[Any], None]) -> None:
+        if self.asJSON:
+            self.json(value)
+        else:
+            human(value)
+
+    def done(self, what: str, value: Any = None) -> None:
+        if self.asJSON:
+            self.json(value if value is not None else {"status": "ok"})
+        else:
+            self.line(what)
+
+
+def _proxyLine(proxy: dict[str, Any]) -> str:
+    toxics = ", ".join(t["name"] for t in proxy.get("toxics", [])) or "-"
+    return "{:<20} {:<22} {:<28} {:<8} {}".format(
+        proxy["name"], proxy["listen"], proxy["upstream"],
+        "enabled" if proxy["enabled"] else "disabled", toxics)
+
+
+def _toxicLine(toxic: dict[str, Any]) -> str:
+    return "{:<24} {:<12} {:<10} {:<8} {}".format(
+        toxic["name"], toxic["type"], toxic["stream"], _format(toxic["toxicity"]),
+        _options(toxic.get("attributes", {})))
+
+
+# Commands
+
+
+def listBehaviors(client: Client, args: Any, out: _Output) -> None:
+    behaviors = client.list_behaviors()
+
+    def human(value: Any) -> None:
+        for behavior in value:
+            out.line("{}: {}".format(behavior["name"], behavior["description"]))
+            for name, spec in behavior["options"].items():
+                out.line("    {} ({}, default {}): {}".format(
+                    name, spec["type"], _format(spec["default"]), spec["description"]))
+
+    out.show(behaviors, human)
+
+
+def getBehavior(client: Client, args: Any, out: _Output) -> None:
+    state = client.get_behavior_state()
+
+    def human(value: Any) -> None:
+        options = value["options"]
+        if options and all(isinstance(v, dict) for v in options.values()):
+            out.line(value["behavior"])
+            for name, opts in options.items():
+                out.line("    {}: {}".format(name, _options(opts)))
+        elif options:
+            out.line("{} ({})".format(value["behavior"], _options(options)))
+        else:
+            out.line(value["behavior"])
+
+    out.show(state, human)
+
+
+def setBehavior(client: Client, args: Any, out: _Output) -> None:
+    client.set_behavior(args.name, **_behaviorOptions(args.opt))
+    out.done("behavior set to {}".format(args.name))
+
+
+def getBackend(client: Client, args: Any, out: _Output) -> None:
+    backend = client.get_backend()
+    out.show({"backend": backend}, lambda value: out.line(value["backend"]))
+
+
+def setBackend(client: Client, args: Any, out: _Output) -> None:
+    client.set_backend(args.backend)
+    out.done("backend set to {}".format(args.backend))
+
+
+def connections(client: Client, args: Any, out: _Output) -> None:
+    result = client.connections(args.proxy_name)
+
+    def human(value: Any) -> None:
+        for proxy, conns in value.items():
+            out.line("{}: {} connection(s)".format(proxy, len(conns)))
+            for c in conns:
+                out.line("    #{} {} age {:.1f}s up {} down {} behaviors {}".format(
+                    c["id"], c["peer"], c["age"], c["bytes"]["upstream"],
+                    c["bytes"]["downstream"], ",".join(c["behaviors"]) or "-"))
+
+    out.show(result, human)
+
+
+def proxiesList(client: Client, args: Any, out: _Output) -> None:
+    proxies = client.proxies()
+
+    def human(value: Any) -> None:
+        out.line("{:<20} {:<22} {:<28} {:<8} {}".format(
+            "NAME", "LISTEN", "UPSTREAM", "STATE", "TOXICS"))
+        for name in sorted(value):
+            out.line(_proxyLine(value[name]))
+
+    out.show(proxies, human)
+
+
+def proxiesShow(client: Client, args: Any, out: _Output) -> None:
+    proxy = client.get_proxy(args.name)
+
+    def human(value: Any) -> None:
+        out.line(_proxyLine(value))
+        for toxic in value["toxics"]:
+            out.line("    " + _toxicLine(toxic))
+
+    out.show(proxy, human)
+
+
+def proxiesCreate(client: Client, args: Any, out: _Output) -> None:
+    proxy = client.create_proxy(args.name, args.upstream, args.listen, not args.disabled)
+    out.show(proxy, lambda value: out.line("created " + _proxyLine(value)))
+
+
+def proxiesUpdate(client: Client, args: Any, out: _Output) -> None:
+    fields: dict[str, Any] = {}
+    if args.listen is not None:
+        fields["listen"] = args.listen
+    if args.upstream is not None:
+        fields["upstream"] = args.upstream
+    proxy = client.update_proxy(args.name, **fields)
+    out.show(proxy, lambda value: out.line("updated " + _proxyLine(value)))
+
+
+def proxiesEnable(client: Client, args: Any, out: _Output) -> None:
+    proxy = client.enable_proxy(args.name)
+    out.show(proxy, lambda value: out.line("enabled " + _proxyLine(value)))
+
+
+def proxiesDisable(client: Client, args: Any, out: _Output) -> None:
+    proxy = client.disable_proxy(args.name)
+    out.show(proxy, lambda value: out.line("disabled " + _proxyLine(value)))
+
+
+def proxiesDelete(client: Client, args: Any, out: _Output) -> None:
+    client.delete_proxy(args.name)
+    out.done("deleted {}".format(args.name))
+
+
+def proxiesPopulate(client: Client, args: Any, out: _Output) -> None:
+    with open(args.file, encoding="utf-8") as f:
+        try:
+            listed = json.load(f)
+        except ValueError as e:
+            raise ClientError("{}: not JSON: {}".format(args.file, e))
+    proxies = client.populate(listed)
+
+    def human(value: Any) -> None:
+        for proxy in value:
+            out.line(_proxyLine(proxy))
+
+    out.show(proxies, human)
+
+
+def toxicsList(client: Client, args: Any, out: _Output) -> None:
+    toxics = client.toxics(args.proxy)
+
+    def human(value: Any) -> None:
+        out.line("{:<24} {:<12} {:<10} {:<8} {}".format(
+            "NAME", "TYPE", "STREAM", "TOXICITY", "ATTRIBUTES"))
+        for toxic in value:
+            out.line(_toxicLine(toxic))
+
+    out.show(toxics, human)
+
+
+def toxicsShow(client: Client, args: Any, out: _Output) -> None:
+    toxic = client.get_toxic(args.proxy, args.name)
+    out.show(toxic, lambda value: out.line(_toxicLine(value)))
+
+
+def toxicsAdd(client: Client, args: Any, out: _Output) -> None:
+    toxic = client.add_toxic(
+        args.proxy, args.type, _pairs(args.attribute, "--attribute"),
+        args.stream, args.toxicity, args.toxic_name)
+    out.show(toxic, lambda value: out.line("added " + _toxicLine(value)))
+
+
+def toxicsUpdate(client: Client, args: Any, out: _Output) -> None:
+    toxic = client.update_toxic(
+        args.proxy, args.name, _pairs(args.attribute, "--attribute"), args.toxicity)
+    out.show(toxic, lambda value: out.line("updated " + _toxicLine(value)))
+
+
+def toxicsRemove(client: Client, args: Any, out: _Output) -> None:
+    client.remove_toxic(args.proxy, args.name)
+    out.done("removed {} from {}".format(args.name, args.proxy))
+
+
+def reset(client: Client, args: Any, out: _Output) -> None:
+    client.reset()
+    out.done("every proxy enabled, every toxic removed")
+
+
+def version(client: Client, args: Any, out: _Output) -> None:
+    value = client.version()
+    out.show({"version": value}, lambda v: out.line(v["version"]))
+
+
+def metrics(client: Client, args: Any, out: _Output) -> None:
+    out.stream.write(client.metrics())
+
+
+class UsageError(Exception):
+    """
+    The command line is wrong.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    Reports usage errors as L{UsageError}, so L{main} writes them where
+    it writes everything else.
+    """
+
+    def error(self, message: str) -> Any:
+        raise UsageError("{}\n{}".format(message, self.format_usage().strip()))
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """
+    The command line of C{vaurienctl}.
+    """
+    parser = _Parser(
+        prog="vaurienctl", description="Drive a running txvaurien control API.")
+    parser.add_argument(
+        "--host", default=os.environ.get("VAURIENCTL_URL", DEFAULT_URL),
+        help="control API URL (default: $VAURIENCTL_URL or %(default)s)")
+    parser.add_argument(
+        "--token", default=os.environ.get("VAURIENCTL_TOKEN"),
+        help="bearer token (default: $VAURIENCTL_TOKEN)")
+    parser.add_argument(
+        "--proxy", dest="proxy_name", default=None,
+        help="proxy the behavior and backend commands act on (default: the default proxy)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for an answer")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(parent: Any, name: str, handler: Any, help: str) -> Any:
+        sub = parent.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command(commands, "list-behaviors", listBehaviors, "list behaviors and their options")
+    command(commands, "get-behavior", getBehavior, "show the behavior and its options")
+    sub = command(commands, "set-behavior", setBehavior, "set the behavior")
+    sub.add_argument("name", help="behavior name or weighted specification (20:delay,10:error)")
+    sub.add_argument("--opt", action="append", metavar="OPTION=VALUE",
+                     help="an option (BEHAVIOR.OPTION=VALUE with several behaviors); repeatable")
+    command(commands, "get-backend", getBackend, "show the backend")
+    sub = command(commands, "set-backend", setBackend, "set the backend")
+    sub.add_argument("backend", help="endpoint string or host:port")
+    command(commands, "connections", connections, "show live connections")
+    command(commands, "reset", reset, "enable every proxy and remove every toxic")
+    command(commands, "version", version, "show the Toxiproxy API version")
+    command(commands, "metrics", metrics, "print Prometheus metrics")
+
+    proxies = commands.add_parser("proxies", help="manage proxies (Toxiproxy API)")
+    pcommands = proxies.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    pcommands.required = True
+    command(pcommands, "list", proxiesList, "list proxies")
+    sub = command(pcommands, "show", proxiesShow, "show a proxy and its toxics")
+    sub.add_argument("name")
+    sub = command(pcommands, "create", proxiesCreate, "create a proxy")
+    sub.add_argument("name")
+    sub.add_argument("--upstream", "-u", required=True, help="backend host:port")
+    sub.add_argument("--listen", "-l", default="127.0.0.1:0", help="host:port to listen on")
+    sub.add_argument("--disabled", action="store_true", help="create it disabled")
+    sub = command(pcommands, "update", proxiesUpdate, "change a proxy's listen or upstream")
+    sub.add_argument("name")
+    sub.add_argument("--listen", "-l")
+    sub.add_argument("--upstream", "-u")
+    for name, handler, help in [
+        ("enable", proxiesEnable, "listen again"),
+        ("disable", proxiesDisable, "stop listening and close connections"),
+        ("delete", proxiesDelete, "delete a proxy"),
+    ]:
+        command(pcommands, name, handler, help).add_argument("name")
+    sub = command(pcommands, "populate", proxiesPopulate,
+                  "create or replace proxies from a JSON file")
+    sub.add_argument("file")
+
+    toxics = commands.add_parser("toxics", help="manage a proxy's toxics (Toxiproxy API)")
+    tcommands = toxics.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    tcommands.required = True
+    command(tcommands, "list", toxicsList, "list a proxy's toxics").add_argument("proxy")
+    sub = command(tcommands, "show", toxicsShow, "show a toxic")
+    sub.add_argument("proxy")
+    sub.add_argument("name")
+    sub = command(tcommands, "add", toxicsAdd, "add a toxic")
+    sub.add_argument("proxy")
+    sub.add_argument("--type", "-t", required=True, help="behavior name (latency, bandwidth, ...)")
+    sub.add_argument("--stream", "-s", default="downstream", help="upstream or downstream")
+    sub.add_argument("--toxicity", type=float, default=1.0, help="probability, 0 to 1")
+    sub.add_argument("--name", "-n", dest="toxic_name", help="default: TYPE_STREAM")
+    sub.add_argument("--attribute", "-a", action="append", metavar="KEY=VALUE",
+                     help="an attribute; repeatable")
+    sub = command(tcommands, "update", toxicsUpdate, "change a toxic's attributes or toxicity")
+    sub.add_argument("proxy")
+    sub.add_argument("name")
+    sub.add_argument("--toxicity", type=float)
+    sub.add_argument("--attribute", "-a", action="append", metavar="KEY=VALUE")
+    sub = command(tcommands, "remove", toxicsRemove, "remove a toxic")
+    sub.add_argument("proxy")
+    sub.add_argument("name")
+    return parser
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    """
+    Run C{vaurienctl}.
+
+    @return: the exit status: 0 on success, 1 when the server refused or
+        could not be reached, 2 for a usage error.
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = buildParser()
+    try:
+        args = parser.parse_args(argv)
+        client = Client.fromURL(args.host, token=args.token, proxy=args.proxy_name,
+                                timeout=args.timeout)
+    except SystemExit as e:
+        return int(e.code or 0)
+    except (UsageError, ValueError) as e:
+        stderr.write("vaurienctl: {}\n".format(e))
+        return 2
+    out = _Output(stdout, args.json)
+    try:
+        args.handler(client, args, out)
+    except (UsageError, argparse.ArgumentTypeError) as e:
+        stderr.write("vaurienctl: {}\n".format(e))
+        return 2
+    except (ClientError, OSError) as e:
+        if args.json:
+            stderr.write(json.dumps({
+                "error": getattr(e, "message", str(e)),
+                "status": getattr(e, "status", None)}) + "\n")
+        else:
+            stderr.write("vaurienctl: {}\n".format(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

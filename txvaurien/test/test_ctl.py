@@ -1,0 +1,248 @@
+"""
+Tests for C{vaurienctl} (L{txvaurien.ctl}) against a real control server:
+human and JSON output, exit codes, and the server's messages on failure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import Any
+
+from twisted.internet import defer, protocol, reactor, threads
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from txvaurien import ctl
+from txvaurien.test.controlhelpers import Control, childEnvironment, echoServer, refused
+from txvaurien.test.servers import freePort
+
+
+class CtlTestCase(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.backend = echoServer(self)
+        self.control = Control(self, [
+            "--backend", "127.0.0.1:{}".format(self.backend),
+            "--proxy", "tcp:0:interface=127.0.0.1"])
+
+    def ctl(self, *argv: str) -> defer.Deferred:
+        """
+        Run C{vaurienctl --host URL ARGV} in a thread.
+
+        @return: a L{Deferred} firing with C{(status, stdout, stderr)}.
+        """
+        def run() -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            status = ctl.main(["--host", self.control.url, *argv], out, err)
+            return status, out.getvalue(), err.getvalue()
+
+        return threads.deferToThread(run)
+
+
+class BehaviorCommandTests(CtlTestCase):
+    """
+    The commands of Vaurien's API.
+    """
+
+    @defer.inlineCallbacks
+    def test_setAndGet(self) -> None:
+        """
+        C{set-behavior NAME --opt k=v} sets it; C{get-behavior} shows it
+        for people, or as the server's JSON with C{--json}.
+        """
+        result = yield self.ctl("set-behavior", "delay", "--opt", "sleep=0.5",
+                                "--opt", "before=false")
+        self.assertEqual(result, (0, "behavior set to delay\n", ""))
+        result = yield self.ctl("get-behavior")
+        self.assertEqual(result, (
+            0, "delay (sleep=0.5, before=false, direction=both, toxicity=1)\n", ""))
+        status, out, _ = yield self.ctl("--json", "get-behavior")
+        self.assertEqual((status, json.loads(out)), (0, {"behavior": "delay", "options": {
+            "sleep": 0.5, "before": False, "direction": "both", "toxicity": 1.0}}))
+        yield self.ctl("set-behavior", "20:delay,10:error", "--opt", "delay.sleep=2",
+                       "--opt", "error.codes=[503]")
+        status, out, _ = yield self.ctl("get-behavior")
+        self.assertEqual(out.splitlines()[0], "20:delay,10:error")
+        self.assertIn("    delay: sleep=2, before=true, direction=both, toxicity=1", out)
+        self.assertIn("    error: codes=503,", out)
+
+    @defer.inlineCallbacks
+    def test_listAndBackend(self) -> None:
+        """
+        C{list-behaviors}, C{get-backend}, C{set-backend} and
+        C{connections}.
+        """
+        status, out, _ = yield self.ctl("list-behaviors")
+        self.assertEqual(status, 0)
+        self.assertIn("delay: ", out)
+        self.assertIn("    sleep (number >= 0, default 1): ", out)
+        status, out, _ = yield self.ctl("--json", "list-behaviors")
+        self.assertIn("latency", [b["name"] for b in json.loads(out)])
+        result = yield self.ctl("get-backend")
+        self.assertEqual(result, (0, "127.0.0.1:{}\n".format(self.backend), ""))
+        result = yield self.ctl("set-backend", "localhost:{}".format(self.backend))
+        self.assertEqual(result, (0, "backend set to localhost:{}\n".format(self.backend), ""))
+        status, out, _ = yield self.ctl("--json", "get-backend")
+        self.assertEqual(json.loads(out), {"backend": "localhost:{}".format(self.backend)})
+        status, out, _ = yield self.ctl("connections")
+        self.assertEqual((status, out), (0, "vaurien: 0 connection(s)\n"))
+
+    @defer.inlineCallbacks
+    def test_failures(self) -> None:
+        """
+        A refused command exits with 1 and the server's message on standard
+        error (as JSON with C{--json}); a wrong command line exits with 2;
+        an unreachable server exits with 1 saying so.
+        """
+        status, out, err = yield self.ctl("set-behavior", "delay", "--opt", "sleep=-1")
+        self.assertEqual((status, out, err), (
+            1, "", "vaurienctl: HTTP 400: sleep: expected number >= 0, got -1.0\n"))
+        status, out, err = yield self.ctl("--json", "set-backend", "nonsense:x")
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(json.loads(err), {
+            "error": "backend: cannot connect to 'nonsense:x': Unknown endpoint type: "
+                     "'nonsense'", "status": 400})
+        status, out, err = yield self.ctl("set-behavior", "delay", "--opt", "sleep")
+        self.assertEqual((status, err), (2, "vaurienctl: --opt takes KEY=VALUE, got 'sleep'\n"))
+        status, out, err = yield self.ctl("toxics", "add")
+        self.assertEqual(status, 2)
+        self.assertIn("the following arguments are required: proxy, --type/-t", err)
+        err = io.StringIO()
+        port = freePort()
+        status = yield threads.deferToThread(
+            ctl.main, ["--host", "http://127.0.0.1:{}".format(port), "version"],
+            io.StringIO(), err)
+        self.assertEqual((status, err.getvalue()), (
+            1, "vaurienctl: cannot reach http://127.0.0.1:{}: [Errno 111] Connection "
+               "refused\n".format(port)))
+
+
+class ToxiproxyCommandTests(CtlTestCase):
+    """
+    C{proxies}, C{toxics}, C{reset}, C{version}, C{metrics}.
+    """
+
+    @defer.inlineCallbacks
+    def test_proxies(self) -> None:
+        """
+        Proxies are created, listed, shown, disabled (port closed),
+        enabled, updated, populated from a file and deleted.
+        """
+        upstream = "127.0.0.1:{}".format(self.backend)
+        listen = freePort()
+        status, out, _ = yield self.ctl(
+            "proxies", "create", "p", "--upstream", upstream,
+            "--listen", "127.0.0.1:{}".format(listen))
+        self.assertEqual(status, 0)
+        self.assertTrue(out.startswith("created p "), out)
+        self.assertIn("127.0.0.1:{}".format(listen), out)
+        status, out, _ = yield self.ctl("proxies", "list")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "LISTEN", "UPSTREAM", "STATE", "TOXICS"])
+        self.assertEqual(lines[1].split(), ["p", "127.0.0.1:{}".format(listen), upstream,
+                                            "enabled", "-"])
+        status, out, _ = yield self.ctl("--json", "proxies", "disable", "p")
+        self.assertEqual((status, json.loads(out)["enabled"]), (0, False))
+        self.assertTrue(refused(listen))
+        status, out, _ = yield self.ctl("proxies", "enable", "p")
+        self.assertTrue(out.startswith("enabled p "))
+        self.assertFalse(refused(listen))
+        other = freePort()
+        status, out, _ = yield self.ctl("proxies", "update", "p", "--listen",
+                                        "127.0.0.1:{}".format(other))
+        self.assertEqual(status, 0)
+        self.assertFalse(refused(other))
+        path = FilePath(self.mktemp())
+        path.setContent(json.dumps([{"name": "q", "upstream": upstream}]).encode("ascii"))
+        status, out, _ = yield self.ctl("--json", "proxies", "populate", path.path)
+        self.assertEqual([p["name"] for p in json.loads(out)], ["q"])
+        result = yield self.ctl("proxies", "delete", "p")
+        self.assertEqual(result, (0, "deleted p\n", ""))
+        status, _, err = yield self.ctl("proxies", "show", "p")
+        self.assertEqual((status, err), (1, "vaurienctl: HTTP 404: proxy not found\n"))
+
+    @defer.inlineCallbacks
+    def test_toxics(self) -> None:
+        """
+        Toxics are added (attribute values read as JSON), listed, shown,
+        updated and removed; C{reset}, C{version} and C{metrics} work.
+        """
+        yield self.ctl("proxies", "create", "p", "--upstream",
+                       "127.0.0.1:{}".format(self.backend))
+        status, out, _ = yield self.ctl(
+            "toxics", "add", "p", "--type", "latency", "--attribute", "latency=100",
+            "-a", "distribution=normal", "--toxicity", "0.5")
+        self.assertEqual((status, out.split()), (0, [
+            "added", "latency_downstream", "latency", "downstream", "0.5",
+            "latency=100,", "jitter=0,", "distribution=normal"]))
+        status, out, _ = yield self.ctl("--json", "toxics", "list", "p")
+        self.assertEqual(json.loads(out), [{
+            "attributes": {"latency": 100, "jitter": 0, "distribution": "normal"},
+            "name": "latency_downstream", "type": "latency", "stream": "downstream",
+            "toxicity": 0.5}])
+        status, out, _ = yield self.ctl(
+            "--json", "toxics", "update", "p", "latency_downstream", "-a", "jitter=5")
+        self.assertEqual(json.loads(out)["attributes"]["jitter"], 5)
+        status, out, _ = yield self.ctl("toxics", "show", "p", "latency_downstream")
+        self.assertIn("jitter=5", out)
+        status, _, err = yield self.ctl("toxics", "add", "p", "-t", "bandwidth",
+                                        "-a", "rate=0")
+        self.assertEqual((status, err), (
+            1, "vaurienctl: HTTP 400: bad request body: rate: expected number > 0, "
+               "got 0.0\n"))
+        result = yield self.ctl("toxics", "remove", "p", "latency_downstream")
+        self.assertEqual(result, (0, "removed latency_downstream from p\n", ""))
+        result = yield self.ctl("reset")
+        self.assertEqual(result, (0, "every proxy enabled, every toxic removed\n", ""))
+        result = yield self.ctl("version")
+        self.assertEqual(result, (0, "2.12.0\n", ""))
+        status, out, _ = yield self.ctl("metrics")
+        self.assertIn('txvaurien_proxy_enabled{proxy="p"} 1.0', out)
+
+
+class _Collect(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+
+class ModuleTests(CtlTestCase):
+    """
+    C{python -m txvaurien.ctl}, as a process.
+    """
+
+    @defer.inlineCallbacks
+    def spawn(self, *argv: str) -> Any:
+        collect = _Collect()
+        reactor.spawnProcess(
+            collect, sys.executable,
+            [sys.executable, "-m", "txvaurien.ctl", "--host", self.control.url, *argv],
+            env=childEnvironment())
+        code = yield collect.ended
+        return code, collect.out, collect.err
+
+    @defer.inlineCallbacks
+    def test_runsAsModule(self) -> None:
+        """
+        C{python -m txvaurien.ctl} prints the answer and exits 0, or prints
+        the server's message and exits 1.
+        """
+        result = yield self.spawn("version")
+        self.assertEqual(result, (0, b"2.12.0\n", b""))
+        result = yield self.spawn("set-behavior", "nosuch")
+        self.assertEqual(result[:2], (1, b""))
+        self.assertTrue(result[2].startswith(
+            b"vaurienctl: HTTP 400: name: unknown behavior 'nosuch'; known: "), result)
