@@ -120,10 +120,19 @@ class Stage:
             self.resumeSource()
 
 
-def _chain(pipe: Pipe, behaviors: tuple[Any, ...], message: Message | None) -> Sequence[Stage]:
+def _chain(
+    pipe: Pipe,
+    behaviors: tuple[Any, ...],
+    message: Message | None,
+    reuse: dict[Any, Stage] | None = None,
+) -> Sequence[Stage]:
     """
     Build the stages of C{behaviors} acting on C{pipe}'s direction, linked
     in order.
+
+    @param reuse: stages of the chain being replaced, by behavior: a
+        behavior still present keeps its stage and fault (and their state:
+        counts, timers, held frames) instead of getting new ones.
     """
     if not behaviors:
         return ()
@@ -132,11 +141,15 @@ def _chain(pipe: Pipe, behaviors: tuple[Any, ...], message: Message | None) -> S
         direction = behavior.settings.get("direction", "both")
         if direction != "both" and direction != pipe.direction:
             continue
-        stage = Stage(pipe, behavior, message)
-        fault = behavior.buildFault(stage)
-        if fault is None:
-            continue
-        stage.fault = fault
+        stage = reuse.pop(behavior, None) if reuse else None
+        if stage is not None:
+            stage.next = None
+        else:
+            stage = Stage(pipe, behavior, message)
+            fault = behavior.buildFault(stage)
+            if fault is None:
+                continue
+            stage.fault = fault
         if stages:
             stages[-1].next = stage
         stages.append(stage)
@@ -313,8 +326,9 @@ class Pipe:
         self.stages = stages
         self.head = stages[0] if stages else None
         for stage in old:
-            stage.fault.unlink()
-            stage.release()
+            if stage not in stages:
+                stage.fault.unlink()
+                stage.release()
         self.refresh()
 
     def refresh(self) -> None:
@@ -784,7 +798,8 @@ class Connection:
 
     def _installStages(self) -> None:
         for pipe in (self.upstream, self.downstream):
-            pipe.setStages(_chain(pipe, self.behaviors, None))
+            reuse = {stage.behavior: stage for stage in pipe.stages}
+            pipe.setStages(_chain(pipe, self.behaviors, None, reuse))
 
     def tableChanged(self) -> None:
         """
@@ -793,10 +808,11 @@ class Connection:
         hold).  Under request scope, the next request draws from the new
         table.
         """
-        if self.closing or self.backend is None or self.requestScope:
+        if self.closing or self.requestScope:
             return
         old, self.behaviors = self.behaviors, self.choose(None)
-        self._installStages()
+        if self.backend is not None:
+            self._installStages()
         for behavior in self.behaviors:
             if behavior not in old and not self.closing:
                 behavior.connectionMade(self)
@@ -826,6 +842,14 @@ class Connection:
         self.close()
 
     # Messages
+
+    @property
+    def exchanges(self) -> tuple[Exchange, ...]:
+        """
+        Under request scope, the exchanges whose faults are still at work
+        (request, behaviors chosen for it).
+        """
+        return tuple(self._exchanges or ())
 
     def inert(self) -> bool:
         """

@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from txvaurien import logs
 from txvaurien.interfaces import IConnection, IStage
 from txvaurien.proxy import Stage
-from txvaurien.table import REQUEST, buildTable
+from txvaurien.table import REQUEST, BehaviorTable, buildTable
 from txvaurien.test.helpers import Harness
 
 
@@ -608,3 +608,48 @@ class ReplyAndCloseTests(SynchronousTestCase):
         self.assertEqual(client.received(), b"A\nbye\n")
         self.assertTrue(client.transport.disconnecting)
         self.assertEqual(connection.reason, "test says bye")
+
+
+class TableChangeTests(SynchronousTestCase):
+    """
+    How live connections take a new behavior table.
+    """
+
+    def test_unchangedBehaviorKeepsItsFault(self) -> None:
+        """
+        A behavior present in both the old and the new table keeps its
+        fault on a live connection, with the frames it holds; one that is
+        added gets a new fault after it.
+        """
+        harness = Harness("100:slowdown")
+        client, backend = harness.pair()
+        slowdown = harness.table.behaviors["slowdown"]
+        swallow = harness.registry.behaviors.get("swallow").configure({})
+        connection = client.protocol.connection
+        fault = connection.upstream.head.fault
+        client.send(b"held")
+        harness.factory.setTable(BehaviorTable("both", [(100, [slowdown, swallow])]))
+        self.assertIs(connection.upstream.head.fault, fault)
+        self.assertEqual(
+            [s.behavior.name for s in connection.upstream.stages], ["slowdown", "swallow"])
+        self.assertEqual(backend.received(), b"")
+        harness.reactor.advance(1)
+        self.assertEqual(backend.received(), b"")
+        # The error reply goes through the downstream slowdown too.
+        self.assertEqual(client.received(), b"")
+        harness.reactor.advance(1)
+        self.assertEqual(len(client.received()), 64)
+
+    def test_changeWhileConnecting(self) -> None:
+        """
+        A table change while the backend is being dialled is the one the
+        connection uses once it is connected.
+        """
+        harness = Harness("100:dummy")
+        client = harness.accept()
+        harness.factory.setTable(buildTable("100:slowdown", harness.registry))
+        backend = harness.backendConnects()
+        client.send(b"late")
+        self.assertEqual(backend.received(), b"")
+        harness.reactor.advance(1)
+        self.assertEqual(backend.received(), b"late")
