@@ -13,7 +13,7 @@ import re
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -147,7 +147,7 @@ class Control:
         return response.code, response.headers, content
 
     @defer.inlineCallbacks
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Generator[Any, Any, Any]:
         """
         Send a request and decode the JSON answer.
 
@@ -198,7 +198,7 @@ class Streamer(protocol.Protocol):
 
 
 @defer.inlineCallbacks
-def stream(port: int, payload: bytes, chunk: int = 16384) -> Any:
+def stream(port: int, payload: bytes, chunk: int = 16384) -> Generator[Any, Any, Any]:
     """
     Stream C{payload} through 127.0.0.1:C{port} and wait for its echo and
     the close.
@@ -306,7 +306,7 @@ class ChildOutput(protocol.ProcessProtocol):
 
 
 @defer.inlineCallbacks
-def spawnTwistd(case: Any, args: list[str], pattern: Any = CONTROL_LISTENING) -> Any:
+def spawnTwistd(case: Any, args: list[str], pattern: Any = CONTROL_LISTENING) -> Generator[Any, Any, Any]:
     """
     Run C{twistd -n vaurien ARGS} as a child process, stopped with SIGTERM
     when the test ends; wait (by its log, not by sleeping) for the line
@@ -369,7 +369,7 @@ class Pinger(protocol.Protocol):
 
 
 @defer.inlineCallbacks
-def pinger(case: Any, port: int) -> Any:
+def pinger(case: Any, port: int) -> Generator[Any, Any, Any]:
     """
     A connected L{Pinger} to 127.0.0.1:C{port}, closed when the test ends.
     """

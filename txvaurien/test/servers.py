@@ -14,7 +14,7 @@ import os
 import shutil
 import signal
 import socket
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 from twisted.internet import defer, error, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -106,7 +106,7 @@ def waitForPort(
     """
 
     @defer.inlineCallbacks
-    def attempt() -> Any:
+    def attempt() -> Generator[Any, Any, Any]:
         deadline = reactor.seconds() + timeout
         delay = 0.01
         while True:

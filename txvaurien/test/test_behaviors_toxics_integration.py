@@ -15,7 +15,7 @@ import math
 import random
 import socket
 import time
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, reactor as globalReactor, task, threads
 from twisted.internet.error import ConnectionDone
@@ -311,7 +311,7 @@ class LatencyAccuracyTests(IntegrationCase):
     """
 
     @defer.inlineCallbacks
-    def _pings(self, port: int, count: int) -> Any:
+    def _pings(self, port: int, count: int) -> Generator[Any, Any, Any]:
         """
         One client's round trips: C{count} pings, one after the other.
         """
@@ -349,7 +349,7 @@ class LatencyAccuracyTests(IntegrationCase):
         return [t for times in results for t in times]
 
     @defer.inlineCallbacks
-    def _checkLatency(self, milliseconds: int, clients: int, count: int) -> Any:
+    def _checkLatency(self, milliseconds: int, clients: int, count: int) -> Generator[Any, Any, Any]:
         baseline = yield self._roundTrips("100:dummy", {}, 1, 20)
         base = sorted(baseline)[len(baseline) // 2]
         trips = yield self._roundTrips(
@@ -384,7 +384,7 @@ class BandwidthAccuracyTests(IntegrationCase):
     """
 
     @defer.inlineCallbacks
-    def _measure(self, rate: str, total: int) -> Any:
+    def _measure(self, rate: str, total: int) -> Generator[Any, Any, Any]:
         blaster: Any = Factory.forProtocol(Blaster)
         blaster.total = total
         backendPort = self.backend(blaster)
@@ -402,7 +402,7 @@ class BandwidthAccuracyTests(IntegrationCase):
         return measured, overall
 
     @defer.inlineCallbacks
-    def test_rate10KBps(self) -> Any:
+    def test_rate10KBps(self) -> Generator[Any, Any, Any]:
         """
         At 10 KB/s, 50 KB take 5 s: the measured rate (after the first
         read) is within 5% of 10 KB/s, and so is the overall one.
@@ -412,7 +412,7 @@ class BandwidthAccuracyTests(IntegrationCase):
         self.assertTrue(9.5 <= overall <= 10.5, overall)
 
     @defer.inlineCallbacks
-    def test_rate10MBps(self) -> Any:
+    def test_rate10MBps(self) -> Generator[Any, Any, Any]:
         """
         At 10 MB/s, 50 MB take 5 s, within 5%.
         """
@@ -451,7 +451,7 @@ class ResetPeerIntegrationTests(IntegrationCase):
             sock.close()
 
     @defer.inlineCallbacks
-    def test_resetSeenAsECONNRESET(self) -> Any:
+    def test_resetSeenAsECONNRESET(self) -> Generator[Any, Any, Any]:
         """
         After C{timeout}, a socket client's read fails with C{ECONNRESET}:
         the proxy sent a RST, not a FIN.
@@ -464,7 +464,7 @@ class ResetPeerIntegrationTests(IntegrationCase):
         self.assertIn(got, (b"", b"hello"))
 
     @defer.inlineCallbacks
-    def test_toxicityZeroNeverResets(self) -> Any:
+    def test_toxicityZeroNeverResets(self) -> Generator[Any, Any, Any]:
         """
         With toxicity 0 the same client gets its echo and a clean end of
         stream.
@@ -520,7 +520,7 @@ class CloseWhileFullTests(IntegrationCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_limitTimeClosesBackedUpConnection(self) -> Any:
+    def test_limitTimeClosesBackedUpConnection(self) -> Generator[Any, Any, Any]:
         """
         C{limit_time} fires while a client is not reading a large
         download; once the backend side is gone and the client reads
@@ -552,7 +552,7 @@ class ByteExactTests(IntegrationCase):
     size = 64 * MiB
 
     @defer.inlineCallbacks
-    def _transfer(self, behavior: str, settings: dict[str, Any]) -> Any:
+    def _transfer(self, behavior: str, settings: dict[str, Any]) -> Generator[Any, Any, Any]:
         server = StreamServerFactory(self.size)
         backendPort = self.backend(server)
         proxy = listenProxy(self, backendPort, behavior, settings=settings)
@@ -619,7 +619,7 @@ class SeedIntegrationTests(IntegrationCase):
     }
 
     @defer.inlineCallbacks
-    def _decisions(self, seed: int) -> Any:
+    def _decisions(self, seed: int) -> Generator[Any, Any, Any]:
         events = EventLoggingObserver()
         globalLogPublisher.addObserver(events)
         logs.setLevel("debug")
@@ -642,7 +642,7 @@ class SeedIntegrationTests(IntegrationCase):
             for e in events if e.get("event") == "decision")
 
     @defer.inlineCallbacks
-    def test_sameSeedSameDecisions(self) -> Any:
+    def test_sameSeedSameDecisions(self) -> Generator[Any, Any, Any]:
         """
         Two runs with seed 5 log the same decisions; seed 6 others.
         """

@@ -16,7 +16,7 @@ import math
 import os
 import socket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -269,7 +269,7 @@ class DelayAccuracyTests(TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def _roundTrips(self, settings: dict[str, Any], count: int) -> Any:
+    def _roundTrips(self, settings: dict[str, Any], count: int) -> Generator[Any, Any, Any]:
         port = listenBackend(self, Backend())
         proxy = listenProxy(self, port, "delay", settings={"delay": settings})
         client = PingClient(count + 2)
@@ -278,7 +278,7 @@ class DelayAccuracyTests(TestCase):
         return samples[2:]
 
     @inlineCallbacks
-    def _checkAccuracy(self, target: float, before: bool, count: int) -> Any:
+    def _checkAccuracy(self, target: float, before: bool, count: int) -> Generator[Any, Any, Any]:
         baseline = yield self._roundTrips({"sleep": 0}, 21)
         base = sorted(baseline)[len(baseline) // 2]
         samples = yield self._roundTrips(
@@ -320,7 +320,7 @@ class DelayAccuracyTests(TestCase):
         return self._checkAccuracy(0.2, False, 30)
 
     @inlineCallbacks
-    def test_beforeDecidesWhichSideWaits(self) -> Any:
+    def test_beforeDecidesWhichSideWaits(self) -> Generator[Any, Any, Any]:
         """
         With C{before} the backend gets the request late; with C{before}
         off it gets it at once and the client waits for the response.  The
@@ -357,7 +357,7 @@ class BlackoutIntegrationTests(TestCase):
     timeout = 30
 
     @inlineCallbacks
-    def _read(self, reset: bool) -> Any:
+    def _read(self, reset: bool) -> Generator[Any, Any, Any]:
         backend = Backend()
         port = listenBackend(self, backend)
         proxy = listenProxy(
@@ -370,7 +370,7 @@ class BlackoutIntegrationTests(TestCase):
         return result
 
     @inlineCallbacks
-    def test_resetIsECONNRESET(self) -> Any:
+    def test_resetIsECONNRESET(self) -> Generator[Any, Any, Any]:
         """
         With C{reset}, the client's read fails with C{ECONNRESET}, and the
         backend is never contacted.
@@ -379,7 +379,7 @@ class BlackoutIntegrationTests(TestCase):
         self.assertEqual(result, "reset")
 
     @inlineCallbacks
-    def test_closeIsCleanEOF(self) -> Any:
+    def test_closeIsCleanEOF(self) -> Generator[Any, Any, Any]:
         """
         Without C{reset}, the client reads a clean end of stream.
         """
@@ -395,7 +395,7 @@ class ErrorIntegrationTests(TestCase):
     timeout = 30
 
     @inlineCallbacks
-    def test_randomBytesOfConfiguredSize(self) -> Any:
+    def test_randomBytesOfConfiguredSize(self) -> Generator[Any, Any, Any]:
         """
         Each chunk the client sends is answered with C{error_size} random
         bytes (those of the seeded connection stream); the backend gets
@@ -433,7 +433,7 @@ class HangIntegrationTests(TestCase):
     timeout = 30
 
     @inlineCallbacks
-    def test_waitsUntilClientCloses(self) -> Any:
+    def test_waitsUntilClientCloses(self) -> Generator[Any, Any, Any]:
         """
         The proxy reads the request, but neither the client nor the backend
         receives anything; when the client closes, the proxy's connection
@@ -468,7 +468,7 @@ class AbortIntegrationTests(TestCase):
     timeout = 30
 
     @inlineCallbacks
-    def test_dropAfterBackendGotRequest(self) -> Any:
+    def test_dropAfterBackendGotRequest(self) -> Generator[Any, Any, Any]:
         """
         The backend receives the whole request and answers; the client
         receives none of the answer and its connection is reset.

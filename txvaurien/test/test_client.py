@@ -6,7 +6,7 @@ reactor).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial.unittest import TestCase
@@ -46,7 +46,7 @@ class VaurienMethodTests(ClientTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_behaviorAndBackend(self) -> None:
+    def test_behaviorAndBackend(self) -> Generator[Any, Any, None]:
         """
         C{set_behavior} sets a behavior and its options, which
         C{get_behavior} and C{get_behavior_options} show;
@@ -73,7 +73,7 @@ class VaurienMethodTests(ClientTestCase):
         self.assertEqual(after, "tcp:host=127.0.0.1:port={}".format(self.backend))
 
     @defer.inlineCallbacks
-    def test_withBehaviorRestoresNameAndOptions(self) -> None:
+    def test_withBehaviorRestoresNameAndOptions(self) -> Generator[Any, Any, None]:
         """
         C{with_behavior} sets a behavior for the block and restores the
         previous one with its options (not its defaults), also when the
@@ -110,7 +110,7 @@ class VaurienMethodTests(ClientTestCase):
         self.assertEqual(final, saved)
 
     @defer.inlineCallbacks
-    def test_withBehaviorRestoresWeightedTable(self) -> None:
+    def test_withBehaviorRestoresWeightedTable(self) -> Generator[Any, Any, None]:
         """
         A weighted table of several behaviors comes back with every
         behavior's options.
@@ -132,7 +132,7 @@ class VaurienMethodTests(ClientTestCase):
         self.assertEqual(saved["options"]["error"]["codes"], [503])
 
     @defer.inlineCallbacks
-    def test_namedProxy(self) -> None:
+    def test_namedProxy(self) -> Generator[Any, Any, None]:
         """
         A client given C{proxy} aims Vaurien's methods at that proxy.
         """
@@ -152,7 +152,7 @@ class ToxiproxyMethodTests(ClientTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_proxiesAndToxics(self) -> None:
+    def test_proxiesAndToxics(self) -> Generator[Any, Any, None]:
         """
         Proxies are created, listed, disabled (port closed), enabled,
         updated, populated and deleted; toxics added, listed, updated and
@@ -220,7 +220,7 @@ class ErrorTests(ClientTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_typedErrors(self) -> None:
+    def test_typedErrors(self) -> Generator[Any, Any, None]:
         """
         Each status has its exception, with the server's message (from
         either API's error form) and the status.
@@ -279,7 +279,7 @@ class TokenTests(ClientTestCase):
     argv = ["--http-token", "tok"]
 
     @defer.inlineCallbacks
-    def test_token(self) -> None:
+    def test_token(self) -> Generator[Any, Any, None]:
         """
         With the server's token the client is served; without it, it gets
         L{Unauthorized} with the server's message.
@@ -347,7 +347,7 @@ class HTTPSTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_https(self) -> None:
+    def test_https(self) -> Generator[Any, Any, None]:
         """
         With an C{ssl:} endpoint the API is served over TLS, and the client
         reaches it with C{scheme="https"}.

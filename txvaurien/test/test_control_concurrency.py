@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Generator
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
@@ -39,7 +39,7 @@ class ConcurrencyTests(TestCase):
     timeout = 300
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Generator[Any, Any, Any]:
         self.backend = echoServer(self)
         self.control = Control(self, [
             "--backend", "127.0.0.1:{}".format(self.backend),
@@ -53,7 +53,7 @@ class ConcurrencyTests(TestCase):
         self.assertEqual(status, 201)
 
     @defer.inlineCallbacks
-    def apiClient(self, index: int, failures: list[Any]) -> Any:
+    def apiClient(self, index: int, failures: list[Any]) -> Generator[Any, Any, Any]:
         """
         One API client: C{ROUNDS} rounds of the operation its index picks.
         """
@@ -89,7 +89,7 @@ class ConcurrencyTests(TestCase):
                 self.overlapping += 1
 
     @defer.inlineCallbacks
-    def streamer(self, index: int, results: list[Any]) -> Any:
+    def streamer(self, index: int, results: list[Any]) -> Generator[Any, Any, Any]:
         payload = os.urandom(PAYLOAD)
         port = self.control.proxyPort("vaurien" if index % 2 else "toxic")
         self.streaming += 1
@@ -101,7 +101,7 @@ class ConcurrencyTests(TestCase):
                         hashlib.sha256(payload).hexdigest()))
 
     @defer.inlineCallbacks
-    def test_apiClientsWhileStreaming(self) -> None:
+    def test_apiClientsWhileStreaming(self) -> Generator[Any, Any, None]:
         """
         Fifty API clients switching behaviors, adding, changing and
         removing toxics and toggling a proxy, all answered with success,

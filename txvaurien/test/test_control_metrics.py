@@ -6,7 +6,7 @@ bounded labels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, protocol, reactor
@@ -45,7 +45,7 @@ class MetricsTestCase(TestCase):
             "--proxy", "tcp:0:interface=127.0.0.1", *self.argv])
 
     @defer.inlineCallbacks
-    def scrape(self) -> Any:
+    def scrape(self) -> Generator[Any, Any, Any]:
         """
         The samples of C{GET /metrics}, as C{{(name, labels): value}}.
         """
@@ -70,7 +70,7 @@ class CounterTests(MetricsTestCase):
     argv = ["--behavior", "latency", "--behavior-latency-latency", "1"]
 
     @defer.inlineCallbacks
-    def test_liveBytesAndConnections(self) -> None:
+    def test_liveBytesAndConnections(self) -> Generator[Any, Any, None]:
         """
         Bytes of a connection still open are counted; once it closes they
         are counted once, and it moves from active to closed.
@@ -98,7 +98,7 @@ class CounterTests(MetricsTestCase):
         self.assertEqual(samples[("txvaurien_proxy_connections_closed_total", proxy)], 1)
 
     @defer.inlineCallbacks
-    def test_labelsBounded(self) -> None:
+    def test_labelsBounded(self) -> Generator[Any, Any, None]:
         """
         Thirty more connections add no series: no label is per connection.
         """
@@ -127,7 +127,7 @@ class ProxyMetricsTests(MetricsTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_toxicFaultsFailuresAndRemoval(self) -> None:
+    def test_toxicFaultsFailuresAndRemoval(self) -> Generator[Any, Any, None]:
         """
         A toxic counts as a fault under its type; a backend that refuses
         counts as a failure; a deleted proxy's series disappear.
@@ -164,7 +164,7 @@ class LatencyHistogramTests(MetricsTestCase):
     argv = ["--protocol", "lines", "--behavior", "delay", "--behavior-delay-sleep", "0.1"]
 
     @defer.inlineCallbacks
-    def test_histogram(self) -> None:
+    def test_histogram(self) -> Generator[Any, Any, None]:
         """
         Each request's time through the proxy is observed once, with the
         delay behavior's 0.1 s in it.

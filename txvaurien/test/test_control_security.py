@@ -8,7 +8,7 @@ keeps serving traffic.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, reactor, threads
 from twisted.web.iweb import IBodyProducer
@@ -68,7 +68,7 @@ class TokenTests(TestCase):
             "--proxy", "tcp:0:interface=127.0.0.1"])
 
     @defer.inlineCallbacks
-    def test_missingOrWrongToken(self) -> None:
+    def test_missingOrWrongToken(self) -> Generator[Any, Any, None]:
         """
         Without the token, or with another, every endpoint answers C{401}
         with C{WWW-Authenticate}, in the error shape of its API.
@@ -89,7 +89,7 @@ class TokenTests(TestCase):
         self.assertEqual(code, 401)
 
     @defer.inlineCallbacks
-    def test_rightToken(self) -> None:
+    def test_rightToken(self) -> Generator[Any, Any, None]:
         """
         With the token, requests are served.
         """
@@ -106,7 +106,7 @@ class BrowserTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_browsersRefused(self) -> None:
+    def test_browsersRefused(self) -> Generator[Any, Any, None]:
         """
         A C{User-Agent} starting with C{Mozilla/} gets Toxiproxy's C{403
         User agent not allowed}, on every path, and nothing changes.
@@ -123,7 +123,7 @@ class BrowserTests(TestCase):
         self.assertEqual(control.manager.proxies, {})
 
     @defer.inlineCallbacks
-    def test_browsersAllowed(self) -> None:
+    def test_browsersAllowed(self) -> Generator[Any, Any, None]:
         """
         With C{--http-allow-browsers}, browsers are served.
         """
@@ -144,7 +144,7 @@ class BodyLimitTests(TestCase):
         self.control = Control(self, [])
 
     @defer.inlineCallbacks
-    def test_limit(self) -> None:
+    def test_limit(self) -> Generator[Any, Any, None]:
         """
         A body of exactly 1 MiB is read; one byte more is a C{413}, with a
         length given or chunked, in the error shape of each API.
@@ -166,7 +166,7 @@ class BodyLimitTests(TestCase):
         self.assertEqual(code, 200)
 
     @defer.inlineCallbacks
-    def test_endlessBodyDisconnected(self) -> None:
+    def test_endlessBodyDisconnected(self) -> Generator[Any, Any, None]:
         """
         A client that goes on sending far past the limit is disconnected
         instead of being read forever; the server serves the next client.
@@ -289,7 +289,7 @@ class MalformedMatrixTests(TestCase):
             "--proxy", "tcp:0:interface=127.0.0.1"])
 
     @defer.inlineCallbacks
-    def traffic(self, client: Any, state: dict[str, Any]) -> Any:
+    def traffic(self, client: Any, state: dict[str, Any]) -> Generator[Any, Any, Any]:
         while not state["stop"]:
             payload = "ping {}\n".format(state["pings"]).encode("ascii")
             yield client.ping(payload)
@@ -298,7 +298,7 @@ class MalformedMatrixTests(TestCase):
             state["pings"] += 1
 
     @defer.inlineCallbacks
-    def test_matrix(self) -> None:
+    def test_matrix(self) -> Generator[Any, Any, None]:
         """
         At least 40 malformed requests, each answered with its status and
         message, while a connection through the proxy keeps echoing.

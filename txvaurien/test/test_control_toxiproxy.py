@@ -7,7 +7,7 @@ what the API says happens to ports and live connections really happens.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -51,7 +51,7 @@ class ToxiproxyTestCase(TestCase):
         return "127.0.0.1:{}".format(self.backend)
 
     @defer.inlineCallbacks
-    def create(self, name: str = "p", **fields: Any) -> Any:
+    def create(self, name: str = "p", **fields: Any) -> Generator[Any, Any, Any]:
         body = {"name": name, "upstream": self.upstream(), "listen": "127.0.0.1:0"}
         body.update(fields)
         status, value = yield self.control.json("POST", "/proxies", body)
@@ -76,7 +76,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_versionSpelledAsToxiproxy(self) -> None:
+    def test_versionSpelledAsToxiproxy(self) -> Generator[Any, Any, None]:
         """
         C{GET /version} answers Toxiproxy 2.12's body and content type.
         """
@@ -87,7 +87,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertEqual(len(headers.getRawHeaders(b"x-toxiproxy-request-id")[0]), 20)
 
     @defer.inlineCallbacks
-    def test_createResolvesListenAndServes(self) -> None:
+    def test_createResolvesListenAndServes(self) -> Generator[Any, Any, None]:
         """
         C{POST /proxies} answers C{201} with the proxy in Go's compact JSON,
         C{listen} resolved from port 0 to the bound port, which proxies
@@ -106,7 +106,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertGreaterEqual(elapsed, 0)
 
     @defer.inlineCallbacks
-    def test_listenDefaultsToLoopback(self) -> None:
+    def test_listenDefaultsToLoopback(self) -> Generator[Any, Any, None]:
         """
         A proxy created without C{listen} binds an ephemeral port of
         127.0.0.1 (Toxiproxy would bind every interface).
@@ -118,7 +118,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertFalse(refused(self.listenPort(value)))
 
     @defer.inlineCallbacks
-    def test_createDisabled(self) -> None:
+    def test_createDisabled(self) -> Generator[Any, Any, None]:
         """
         C{"enabled": false} creates the proxy without binding its port.
         """
@@ -129,7 +129,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertTrue(refused(port))
 
     @defer.inlineCallbacks
-    def test_indexKeyedByNameInOrder(self) -> None:
+    def test_indexKeyedByNameInOrder(self) -> Generator[Any, Any, None]:
         """
         C{GET /proxies} is an object keyed by name, sorted as Go sorts map
         keys, each value what C{GET /proxies/NAME} answers.
@@ -145,7 +145,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertEqual(index["zeta"], json.loads(one))
 
     @defer.inlineCallbacks
-    def test_createErrors(self) -> None:
+    def test_createErrors(self) -> Generator[Any, Any, None]:
         """
         Each refused creation has Toxiproxy's status and message.
         """
@@ -179,7 +179,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertEqual(list(index), ["taken"])
 
     @defer.inlineCallbacks
-    def test_notFoundEverywhere(self) -> None:
+    def test_notFoundEverywhere(self) -> Generator[Any, Any, None]:
         """
         Every endpoint naming a missing proxy answers C{404 proxy not
         found}, even with a body that is not JSON.
@@ -194,7 +194,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
             yield self.assertError(method, path, 404, "proxy not found", raw=b"{bad")
 
     @defer.inlineCallbacks
-    def test_disableUnbindsEnableRebindsSamePort(self) -> None:
+    def test_disableUnbindsEnableRebindsSamePort(self) -> Generator[Any, Any, None]:
         """
         Disabling closes the port and the live connections before the reply;
         enabling binds the same port again before the reply.
@@ -215,7 +215,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertLess(elapsed, 5)
 
     @defer.inlineCallbacks
-    def test_updateListenAndUpstream(self) -> None:
+    def test_updateListenAndUpstream(self) -> Generator[Any, Any, None]:
         """
         A new C{listen} moves the proxy to that address; a new
         C{upstream} sends new connections there.
@@ -239,7 +239,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertLess(elapsed, 5)
 
     @defer.inlineCallbacks
-    def test_deleteFreesPortBeforeReplying(self) -> None:
+    def test_deleteFreesPortBeforeReplying(self) -> Generator[Any, Any, None]:
         """
         C{DELETE /proxies/NAME} answers C{204} with no body once the port
         is free and the live connections are closing.
@@ -255,7 +255,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         yield self.assertError("GET", "/proxies/p", 404, "proxy not found")
 
     @defer.inlineCallbacks
-    def test_populate(self) -> None:
+    def test_populate(self) -> Generator[Any, Any, None]:
         """
         C{POST /populate} keeps a proxy whose addresses are unchanged,
         creates new ones (with the toxics listed, which Toxiproxy ignores),
@@ -284,7 +284,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertFalse(refused(self.listenPort(proxies[2])))
 
     @defer.inlineCallbacks
-    def test_populateErrors(self) -> None:
+    def test_populateErrors(self) -> Generator[Any, Any, None]:
         """
         A bad entry refuses the whole list before anything is created, with
         Toxiproxy's body (C{application/json}, with C{"proxies": null});
@@ -318,7 +318,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
             400, b'{"error":"bad request body: EOF","status":400,"proxies":null}'))
 
     @defer.inlineCallbacks
-    def test_reset(self) -> None:
+    def test_reset(self) -> Generator[Any, Any, None]:
         """
         C{POST /reset} answers C{204}, enables every proxy (binding its
         port) and removes every toxic.
@@ -335,7 +335,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         self.assertFalse(refused(port))
 
     @defer.inlineCallbacks
-    def test_unknownPathsAndMethods(self) -> None:
+    def test_unknownPathsAndMethods(self) -> Generator[Any, Any, None]:
         """
         An unknown path is Go's plain C{404 page not found}; a known path
         with another method is C{405} with an empty body.
@@ -356,12 +356,12 @@ class ToxicEndpointTests(ToxiproxyTestCase):
     """
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Generator[Any, Any, Any]:
         ToxiproxyTestCase.setUp(self)
         self.proxy = yield self.create()
 
     @defer.inlineCallbacks
-    def test_createWithToxiproxyDefaults(self) -> None:
+    def test_createWithToxiproxyDefaults(self) -> Generator[Any, Any, None]:
         """
         A toxic is created with C{200}; left out, C{stream} is
         C{downstream}, C{toxicity} 1, the name C{TYPE_STREAM}, and the
@@ -390,7 +390,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
                                      "type": type, "stream": "upstream", "toxicity": 1})
 
     @defer.inlineCallbacks
-    def test_ourTypesAndOptions(self) -> None:
+    def test_ourTypesAndOptions(self) -> Generator[Any, Any, None]:
         """
         Every behavior is a toxic type; its attributes are its options, and
         an option of ours on a Toxiproxy type shows once set.
@@ -406,7 +406,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
                          {"latency": 10, "jitter": 0, "distribution": "normal"})
 
     @defer.inlineCallbacks
-    def test_createErrors(self) -> None:
+    def test_createErrors(self) -> Generator[Any, Any, None]:
         """
         Bad toxics get Toxiproxy's messages; values outside the behaviors'
         bounds (which Toxiproxy accepts, then misbehaves on) are refused.
@@ -444,7 +444,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
         self.assertEqual([t["name"] for t in toxics], ["latency_downstream"])
 
     @defer.inlineCallbacks
-    def test_streamSpellings(self) -> None:
+    def test_streamSpellings(self) -> Generator[Any, Any, None]:
         """
         C{stream} is matched ignoring case and echoed as given, and the
         default name uses it as given, as in Toxiproxy.
@@ -457,7 +457,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
         self.assertEqual(toxic.behavior.settings["direction"], "upstream")
 
     @defer.inlineCallbacks
-    def test_indexUpstreamFirst(self) -> None:
+    def test_indexUpstreamFirst(self) -> Generator[Any, Any, None]:
         """
         C{GET /proxies/NAME/toxics} lists upstream toxics, then downstream
         ones, each in the order they were added.
@@ -471,7 +471,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
         self.assertEqual(proxy["toxics"], toxics)
 
     @defer.inlineCallbacks
-    def test_showUpdateDelete(self) -> None:
+    def test_showUpdateDelete(self) -> Generator[Any, Any, None]:
         """
         A toxic is shown, updated (attributes merged, toxicity replaced,
         C{type} ignored) with C{PATCH} or C{POST}, and deleted with C{204}.
@@ -501,7 +501,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
         yield self.assertError("DELETE", path, 404, "toxic not found")
 
     @defer.inlineCallbacks
-    def test_toxicsActOnLiveConnections(self) -> None:
+    def test_toxicsActOnLiveConnections(self) -> Generator[Any, Any, None]:
         """
         A toxic added, updated or removed acts at once on a connection
         that was open before: its echoes take the latency while it is set.
@@ -526,7 +526,7 @@ class ToxicEndpointTests(ToxiproxyTestCase):
         self.assertLess(fast, 0.2)
 
     @defer.inlineCallbacks
-    def test_zeroToxicityNeverActs(self) -> None:
+    def test_zeroToxicityNeverActs(self) -> Generator[Any, Any, None]:
         """
         A C{reset_peer} toxic with toxicity 0 never resets a connection
         (Toxiproxy's does); raised to 1, it resets the next one.

@@ -11,7 +11,7 @@ import json
 import re
 import signal
 import sys
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.python.filepath import FilePath
@@ -47,7 +47,7 @@ class ToxiproxyPythonTests(TestCase):
         self.backend = echoServer(self)
 
     @defer.inlineCallbacks
-    def test_clientDrivesServer(self) -> None:
+    def test_clientDrivesServer(self) -> Generator[Any, Any, None]:
         """
         Create, list, disable and enable (the port really closes and
         reopens), add and remove toxics with a latency the client sees,
@@ -152,7 +152,7 @@ class JSONConfigTests(TestCase):
         return path.path
 
     @defer.inlineCallbacks
-    def test_configToxicsHonoured(self) -> None:
+    def test_configToxicsHonoured(self) -> Generator[Any, Any, None]:
         """
         Proxies listed in a JSON config listen at start with their toxics
         acting (Toxiproxy ignores them), no C{--backend} needed; a
@@ -187,7 +187,7 @@ class JSONConfigTests(TestCase):
         self.assertEqual(toxics, ["latency_downstream"])
 
     @defer.inlineCallbacks
-    def test_configWithoutControlServer(self) -> None:
+    def test_configWithoutControlServer(self) -> Generator[Any, Any, None]:
         """
         A JSON config works without C{--http}: the proxies run with their
         toxics.
@@ -204,7 +204,7 @@ class JSONConfigTests(TestCase):
         self.assertGreaterEqual(elapsed, LATENCY)
 
     @defer.inlineCallbacks
-    def test_badConfigExits(self) -> None:
+    def test_badConfigExits(self) -> Generator[Any, Any, None]:
         """
         A bad toxic in the JSON config makes twistd exit non-zero with the
         file and the reason, before anything listens.
@@ -235,7 +235,7 @@ class ControlPortTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_portInUseExits(self) -> None:
+    def test_portInUseExits(self) -> Generator[Any, Any, None]:
         """
         A control port already in use makes twistd exit non-zero with a
         one-line reason.
@@ -256,7 +256,7 @@ class ControlPortTests(TestCase):
         self.assertNotIn(b"Traceback", output.output)
 
     @defer.inlineCallbacks
-    def test_sigtermStopsCleanly(self) -> None:
+    def test_sigtermStopsCleanly(self) -> Generator[Any, Any, None]:
         """
         A bare control server stops cleanly on SIGTERM.
         """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -67,7 +67,7 @@ class BehaviorTests(VaurienTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_defaultBehavior(self) -> None:
+    def test_defaultBehavior(self) -> Generator[Any, Any, None]:
         """
         With no C{--behavior}, the table is C{100:dummy}, with no options.
         """
@@ -75,7 +75,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual((status, value), (200, {"behavior": "100:dummy", "options": {}}))
 
     @defer.inlineCallbacks
-    def test_putOneBehavior(self) -> None:
+    def test_putOneBehavior(self) -> Generator[Any, Any, None]:
         """
         C{PUT} with a name and flat options answers C{{"status": "ok"}};
         C{GET} then shows every option, given or defaulted.
@@ -90,7 +90,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual(table.describe(), "100:delay")
 
     @defer.inlineCallbacks
-    def test_putWeightedSpecification(self) -> None:
+    def test_putWeightedSpecification(self) -> Generator[Any, Any, None]:
         """
         A weighted specification of several behaviors takes each one's
         options under its name, and C{GET} answers in the same shape.
@@ -106,7 +106,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual(factory.table.describe(), "20:delay,10:error,70:dummy")
 
     @defer.inlineCallbacks
-    def test_getRoundTrips(self) -> None:
+    def test_getRoundTrips(self) -> Generator[Any, Any, None]:
         """
         What C{GET} answers, sent back with C{PUT} (as C{{"name": ...,
         "options": {...}}}), restores the same behavior and options.
@@ -123,7 +123,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual(again, saved)
 
     @defer.inlineCallbacks
-    def test_errors(self) -> None:
+    def test_errors(self) -> Generator[Any, Any, None]:
         """
         Unknown names, wrong types, out-of-bounds values, unknown options
         and bad JSON get C{400} in Vaurien's error shape, naming the field;
@@ -167,7 +167,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual(value["behavior"], "100:dummy")
 
     @defer.inlineCallbacks
-    def test_optionsActOnLiveConnections(self) -> None:
+    def test_optionsActOnLiveConnections(self) -> Generator[Any, Any, None]:
         """
         A behavior and its options, set while a connection is open, act on
         it at once; changing only an option (same specification) too.
@@ -191,7 +191,7 @@ class BehaviorTests(VaurienTestCase):
         self.assertLess(fast, 0.2)
 
     @defer.inlineCallbacks
-    def test_namedProxy(self) -> None:
+    def test_namedProxy(self) -> Generator[Any, Any, None]:
         """
         C{?proxy=NAME} aims Vaurien's API at another proxy; an unknown one
         is a C{404} about the query string.
@@ -218,7 +218,7 @@ class ResetTests(VaurienTestCase):
     argv = ["--protocol", "lines", "--behavior", "error", "--behavior-error-warmup", "1"]
 
     @defer.inlineCallbacks
-    def test_resetRestartsWarmup(self) -> None:
+    def test_resetRestartsWarmup(self) -> Generator[Any, Any, None]:
         """
         C{error} with C{warmup=1} lets one request through, then fails;
         after C{POST /reset} one request passes again.
@@ -270,7 +270,7 @@ class BehaviorsTests(TestCase):
         return importlib.import_module("txvaurien_thirdparty")
 
     @defer.inlineCallbacks
-    def test_listsEveryBehaviorWithOptions(self) -> None:
+    def test_listsEveryBehaviorWithOptions(self) -> Generator[Any, Any, None]:
         """
         Every behavior the registry knows, a third-party plugin found
         through Twisted's plugin system included, is listed with its
@@ -307,7 +307,7 @@ class BackendTests(VaurienTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_getAndPut(self) -> None:
+    def test_getAndPut(self) -> Generator[Any, Any, None]:
         """
         C{PUT /backend} sends new connections to the new backend while
         live ones stay with theirs; C{GET} shows it.
@@ -331,7 +331,7 @@ class BackendTests(VaurienTestCase):
         self.assertEqual(old.buffer, b"still echoed\n")
 
     @defer.inlineCallbacks
-    def test_badBackendIsRefused(self) -> None:
+    def test_badBackendIsRefused(self) -> Generator[Any, Any, None]:
         """
         A bad backend is a C{400} (Vaurien's process exited); the proxy
         keeps its backend and keeps serving.
@@ -358,7 +358,7 @@ class NoDefaultProxyTests(TestCase):
     """
 
     @defer.inlineCallbacks
-    def test_notFound(self) -> None:
+    def test_notFound(self) -> Generator[Any, Any, None]:
         """
         Vaurien's endpoints answer C{404} saying how to get a default
         proxy.
@@ -382,7 +382,7 @@ class ConnectionsTests(VaurienTestCase):
     argv = ["--behavior", "latency", "--behavior-latency-latency", "1"]
 
     @defer.inlineCallbacks
-    def test_liveConnections(self) -> None:
+    def test_liveConnections(self) -> Generator[Any, Any, None]:
         """
         Each proxy's live connections are listed with peer, age, bytes each
         way and the behaviors chosen; C{?proxy=} selects one proxy.

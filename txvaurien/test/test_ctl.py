@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.python.filepath import FilePath
@@ -48,7 +48,7 @@ class BehaviorCommandTests(CtlTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_setAndGet(self) -> None:
+    def test_setAndGet(self) -> Generator[Any, Any, None]:
         """
         C{set-behavior NAME --opt k=v} sets it; C{get-behavior} shows it
         for people, or as the server's JSON with C{--json}.
@@ -70,7 +70,7 @@ class BehaviorCommandTests(CtlTestCase):
         self.assertIn("    error: codes=503,", out)
 
     @defer.inlineCallbacks
-    def test_listAndBackend(self) -> None:
+    def test_listAndBackend(self) -> Generator[Any, Any, None]:
         """
         C{list-behaviors}, C{get-backend}, C{set-backend} and
         C{connections}.
@@ -91,7 +91,7 @@ class BehaviorCommandTests(CtlTestCase):
         self.assertEqual((status, out), (0, "vaurien: 0 connection(s)\n"))
 
     @defer.inlineCallbacks
-    def test_failures(self) -> None:
+    def test_failures(self) -> Generator[Any, Any, None]:
         """
         A refused command exits with 1 and the server's message on standard
         error (as JSON with C{--json}); a wrong command line exits with 2;
@@ -126,7 +126,7 @@ class ToxiproxyCommandTests(CtlTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_proxies(self) -> None:
+    def test_proxies(self) -> Generator[Any, Any, None]:
         """
         Proxies are created, listed, shown, disabled (port closed),
         enabled, updated, populated from a file and deleted.
@@ -165,7 +165,7 @@ class ToxiproxyCommandTests(CtlTestCase):
         self.assertEqual((status, err), (1, "vaurienctl: HTTP 404: proxy not found\n"))
 
     @defer.inlineCallbacks
-    def test_toxics(self) -> None:
+    def test_toxics(self) -> Generator[Any, Any, None]:
         """
         Toxics are added (attribute values read as JSON), listed, shown,
         updated and removed; C{reset}, C{version} and C{metrics} work.
@@ -225,7 +225,7 @@ class ModuleTests(CtlTestCase):
     """
 
     @defer.inlineCallbacks
-    def spawn(self, *argv: str) -> Any:
+    def spawn(self, *argv: str) -> Generator[Any, Any, Any]:
         collect = _Collect()
         reactor.spawnProcess(
             collect, sys.executable,
@@ -235,7 +235,7 @@ class ModuleTests(CtlTestCase):
         return code, collect.out, collect.err
 
     @defer.inlineCallbacks
-    def test_runsAsModule(self) -> None:
+    def test_runsAsModule(self) -> Generator[Any, Any, None]:
         """
         C{python -m txvaurien.ctl} prints the answer and exits 0, or prints
         the server's message and exits 1.

@@ -4,7 +4,7 @@ Tests for L{txvaurien.demo}: the built-in demo backend.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionRefusedError
@@ -31,7 +31,7 @@ class DemoTests(TestCase):
         self.agent = Agent(reactor)
 
     @defer.inlineCallbacks
-    def get(self, path: str, method: bytes = b"GET", body: bytes | None = None) -> Any:
+    def get(self, path: str, method: bytes = b"GET", body: bytes | None = None) -> Generator[Any, Any, Any]:
         producer = FileBodyProducer(BytesIO(body)) if body is not None else None
         response = yield self.agent.request(
             method, (self.base + path).encode("ascii"), Headers(), producer)
@@ -39,7 +39,7 @@ class DemoTests(TestCase):
         return response.code, content
 
     @defer.inlineCallbacks
-    def test_routes(self) -> None:
+    def test_routes(self) -> Generator[Any, Any, None]:
         """
         C{/} explains itself, C{/echo} echoes, C{/bytes/N} sends N bytes,
         C{/status/N} answers with status N, and bad arguments get a 400.

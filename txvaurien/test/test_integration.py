@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -174,7 +174,7 @@ class TransferTests(TestCase):
         return port.getHost().port
 
     @defer.inlineCallbacks
-    def test_64MiBEachWayWithHalfClose(self) -> None:
+    def test_64MiBEachWayWithHalfClose(self) -> Generator[Any, Any, None]:
         """
         64 MiB uploaded then half-closed reach the backend exactly (its
         hash of what it read matches), and the backend's 64 MiB answer,
@@ -283,7 +283,7 @@ class BackpressureTests(TestCase):
         return total
 
     @defer.inlineCallbacks
-    def test_slowReaderThrottlesBackend(self) -> None:
+    def test_slowReaderThrottlesBackend(self) -> Generator[Any, Any, None]:
         """
         A client reading at about 8 MB/s (200 KiB every 25 ms, for 2 s)
         while the backend pushes as fast as it can: the proxy holds at most
@@ -358,7 +358,7 @@ class UnreachableBackendTests(TestCase):
     timeout = 30
 
     @defer.inlineCallbacks
-    def test_refusedBackend(self) -> None:
+    def test_refusedBackend(self) -> Generator[Any, Any, None]:
         """
         With nothing listening on the backend port, the client's connection
         is closed cleanly with no data, the failure is logged once, and the
@@ -397,7 +397,7 @@ class PathSwitchTests(TestCase):
             raise SkipTest("splice(2) needs Linux")
 
     @defer.inlineCallbacks
-    def test_switchingPathsKeepsStreamExact(self) -> None:
+    def test_switchingPathsKeepsStreamExact(self) -> Generator[Any, Any, None]:
         """
         While a backend pushes 64 MiB to a client that reads in bursts, the
         table alternates between dummy (spliced) and a clock-driven fault

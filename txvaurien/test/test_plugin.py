@@ -9,7 +9,7 @@ import os
 import re
 import signal
 import sys
-from typing import Any
+from typing import Any, Generator
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import defer, protocol, reactor
@@ -126,7 +126,7 @@ class RunTests(TestCase):
         return port.getHost().port
 
     @defer.inlineCallbacks
-    def runProxy(self, command: list[str]) -> Any:
+    def runProxy(self, command: list[str]) -> Generator[Any, Any, Any]:
         """
         Start C{command}, wait for it to listen (by its log line, not by
         sleeping), push lines through it to a real backend, then stop it
@@ -179,7 +179,7 @@ class RunTests(TestCase):
         ])
 
     @defer.inlineCallbacks
-    def test_badOptionExitsWithMessage(self) -> None:
+    def test_badOptionExitsWithMessage(self) -> Generator[Any, Any, None]:
         """
         A bad option makes twistd exit non-zero with the specific message
         and no traceback.
@@ -197,7 +197,7 @@ class RunTests(TestCase):
         self.assertNotIn(b"Traceback", output.output)
 
     @defer.inlineCallbacks
-    def test_portInUseExitsWithMessage(self) -> None:
+    def test_portInUseExitsWithMessage(self) -> Generator[Any, Any, None]:
         """
         A port already in use makes twistd exit non-zero with a one-line
         reason rather than a traceback.

@@ -13,7 +13,7 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThread
@@ -222,7 +222,7 @@ class ClientTests(TestCase):
         self.backendPort, self.site = startBackend(self)
 
     @defer.inlineCallbacks
-    def test_urllibGetAndPost(self) -> Any:
+    def test_urllibGetAndPost(self) -> Generator[Any, Any, Any]:
         """
         urllib gets a resource and posts a body through the proxy, bytes
         intact.
@@ -243,7 +243,7 @@ class ClientTests(TestCase):
                                            hashlib.sha256(payload).hexdigest().encode()))
 
     @defer.inlineCallbacks
-    def test_keepAliveOneConnection(self) -> Any:
+    def test_keepAliveOneConnection(self) -> Generator[Any, Any, Any]:
         """
         http.client reuses one connection for 20 requests, each answered
         with its own body, and a chunked response and a HEAD in between.
@@ -277,7 +277,7 @@ class ClientTests(TestCase):
         self.assertEqual(proxy.accepted, 1)
 
     @defer.inlineCallbacks
-    def test_pipelining(self) -> Any:
+    def test_pipelining(self) -> Generator[Any, Any, Any]:
         """
         Three requests written at once (one with a chunked body) get their
         three responses, in order.
@@ -295,7 +295,7 @@ class ClientTests(TestCase):
         self.assertEqual(received.count(b"HTTP/1.1 200 OK"), 3)
 
     @defer.inlineCallbacks
-    def test_curlKeepAliveExpectAndChunkedUpload(self) -> Any:
+    def test_curlKeepAliveExpectAndChunkedUpload(self) -> Generator[Any, Any, Any]:
         """
         curl fetches two URLs on one connection, uploads with C{Expect:
         100-continue} (twisted.web answers 100 before the body) and with a
@@ -326,7 +326,7 @@ class ClientTests(TestCase):
         self.assertEqual((code, out), (0, digest), err)
 
     @defer.inlineCallbacks
-    def test_hostRewritten(self) -> Any:
+    def test_hostRewritten(self) -> Generator[Any, Any, Any]:
         """
         With C{overwrite_host_header}, the backend sees its own address in
         C{Host}; without it, the client's.
@@ -340,7 +340,7 @@ class ClientTests(TestCase):
         self.assertEqual(body, "127.0.0.1:{}".format(plain.port).encode())
 
     @defer.inlineCallbacks
-    def test_bigDownload(self) -> Any:
+    def test_bigDownload(self) -> Generator[Any, Any, Any]:
         """
         A 20 MB response streams through intact.
         """
@@ -352,7 +352,7 @@ class ClientTests(TestCase):
                          hashlib.sha256(bytes(i % 251 for i in range(size))).hexdigest())
 
     @defer.inlineCallbacks
-    def test_responseDelimitedByClose(self) -> Any:
+    def test_responseDelimitedByClose(self) -> Generator[Any, Any, Any]:
         """
         A response with neither length nor chunked encoding ends when the
         backend ends its stream: with a backend that only half-closes, the
@@ -373,7 +373,7 @@ class ClientTests(TestCase):
 
         factory = protocol.ServerFactory.forProtocol(UntilClose)
         factory.noisy = False
-        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
+        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         proxy = listenProxy(self, port.getHost().port, protocol="http")
         status, received = yield deferToThread(get, proxy.port, "/")
@@ -382,7 +382,7 @@ class ClientTests(TestCase):
         self.assertEqual(len(events.closed(proxy)), 1)
 
     @defer.inlineCallbacks
-    def test_curlConnectTunnel(self) -> Any:
+    def test_curlConnectTunnel(self) -> Generator[Any, Any, Any]:
         """
         curl opens a C{CONNECT} tunnel (C{--proxytunnel}) through the proxy
         to a backend that accepts it and then serves HTTP inside; after the
@@ -416,7 +416,7 @@ class ClientTests(TestCase):
 
         factory = protocol.ServerFactory.forProtocol(ConnectThenHTTP)
         factory.noisy = False
-        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
+        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(site.whenAllClosed)
         self.addCleanup(port.stopListening)
         proxy = listenProxy(self, port.getHost().port, protocol="http")
@@ -438,7 +438,7 @@ class ErrorTests(TestCase):
         self.backendPort, self.site = startBackend(self)
 
     @defer.inlineCallbacks
-    def test_swallowGives503(self) -> Any:
+    def test_swallowGives503(self) -> Generator[Any, Any, Any]:
         """
         A request answered by the proxy (test-only C{swallow}, no status
         asked) makes urllib raise L{urllib.error.HTTPError} with status
@@ -452,7 +452,7 @@ class ErrorTests(TestCase):
         failure.close()
 
     @defer.inlineCallbacks
-    def test_errorBehaviorStatus(self) -> Any:
+    def test_errorBehaviorStatus(self) -> Generator[Any, Any, Any]:
         """
         The C{error} behavior's status reaches urllib as the
         L{urllib.error.HTTPError} code.
@@ -474,7 +474,7 @@ class ErrorTests(TestCase):
         return proxy, results
 
     @defer.inlineCallbacks
-    def test_requestScopeReproducible(self) -> Any:
+    def test_requestScopeReproducible(self) -> Generator[Any, Any, Any]:
         """
         Under request scope, C{50:swallow} with a fixed seed fails the same
         subset of 100 sequential keep-alive requests on every run (another
@@ -496,7 +496,7 @@ class ErrorTests(TestCase):
         self.assertNotEqual(failed[0], failed[2])
 
     @defer.inlineCallbacks
-    def test_requestScopeWithErrorBehavior(self) -> Any:
+    def test_requestScopeWithErrorBehavior(self) -> Generator[Any, Any, Any]:
         """
         The same with the C{error} behavior: failures carry its status, the
         rest succeed, the subset repeats with the seed.
@@ -528,7 +528,7 @@ class FailureTests(TestCase):
         self.events = Events(self)
 
     @defer.inlineCallbacks
-    def test_backendDiesMidResponse(self) -> Any:
+    def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         The backend closes its connection after 10 of 1000 announced bytes:
         http.client sees an incomplete read, and the proxy frees the
@@ -552,7 +552,7 @@ class FailureTests(TestCase):
         self.assertEqual(self.events.failures(), [])
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidRequest(self) -> Any:
+    def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that sends half a request body and closes: the proxy frees
         the connection and logs its end once, without a traceback.
@@ -571,7 +571,7 @@ class FailureTests(TestCase):
         self.assertEqual(self.events.failures(), [])
 
     @defer.inlineCallbacks
-    def test_clientResetsMidRequest(self) -> Any:
+    def test_clientResetsMidRequest(self) -> Generator[Any, Any, Any]:
         """
         The same with a reset (RST) instead of a close.
         """

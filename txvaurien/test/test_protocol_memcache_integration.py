@@ -13,7 +13,7 @@ import re
 import signal
 import socket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.testing import EventLoggingObserver
@@ -50,7 +50,7 @@ class MemcachedServer:
 
 
 @defer.inlineCallbacks
-def startMemcached(case: TestCase) -> Any:
+def startMemcached(case: TestCase) -> Generator[Any, Any, Any]:
     """
     Start a memcached (TCP only, 64 MiB) for C{case}, stopped when it ends.
 
@@ -132,7 +132,7 @@ class MemcacheIntegrationTests(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:  # type: ignore[override]
+    def setUp(self) -> Generator[Any, Any, Any]:
         self.pymemcache = requireModule("pymemcache", "pymemcache")
         requireModule("pymemcache.exceptions", "pymemcache")
         self.server = yield startMemcached(self)
@@ -160,7 +160,7 @@ class MemcacheIntegrationTests(TestCase):
         return threads.deferToThread(f, *args)
 
     @defer.inlineCallbacks
-    def test_commandsWithDummy(self) -> Any:
+    def test_commandsWithDummy(self) -> Generator[Any, Any, Any]:
         """
         With C{dummy}, pymemcache works normally through the proxy: every
         storage command (with and without C{noreply}), C{cas}, multi-key
@@ -218,7 +218,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertEqual(failures(self.events), [])
 
     @defer.inlineCallbacks
-    def test_metaCommandsByteForByte(self) -> Any:
+    def test_metaCommandsByteForByte(self) -> Generator[Any, Any, Any]:
         """
         Meta commands, quiet ones among them (no bytes on success), then
         C{mn}: the client reads through the proxy exactly what it reads
@@ -254,7 +254,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertEqual(access.sub(b"", proxied), access.sub(b"", direct))
 
     @defer.inlineCallbacks
-    def test_swallowBehaviorIsServerError(self) -> Any:
+    def test_swallowBehaviorIsServerError(self) -> Generator[Any, Any, Any]:
         """
         The proxy's error reply (here from the test-only C{swallow}, acting
         on C{get} only) is a pymemcache C{MemcacheServerError}, and the
@@ -274,7 +274,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertEqual((message, value, incremented), ("b'swallowed'", b"41", 42))
 
     @defer.inlineCallbacks
-    def test_errorBehaviorIsServerError(self) -> Any:
+    def test_errorBehaviorIsServerError(self) -> Generator[Any, Any, Any]:
         """
         The C{error} behavior's reply is a pymemcache
         C{MemcacheServerError}; a C{noreply} command passes untouched; once
@@ -300,7 +300,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertEqual(value, b"quiet")
 
     @defer.inlineCallbacks
-    def test_delayHoldsTheCommand(self) -> Any:
+    def test_delayHoldsTheCommand(self) -> Generator[Any, Any, Any]:
         """
         C{delay} (request or response side) makes a command take at least
         its C{sleep}, measured by the client; the response is the right
@@ -324,7 +324,7 @@ class MemcacheIntegrationTests(TestCase):
             self.assertLess(each, 10.4)
 
     @defer.inlineCallbacks
-    def test_abortAndBlackoutAreConnectionErrors(self) -> Any:
+    def test_abortAndBlackoutAreConnectionErrors(self) -> Generator[Any, Any, Any]:
         """
         With C{abort} the command reaches memcached (the value is stored)
         but the connection drops before the response; with C{blackout} it
@@ -347,7 +347,7 @@ class MemcacheIntegrationTests(TestCase):
             self.assertEqual(value, stored)
 
     @defer.inlineCallbacks
-    def pipelinedFailures(self, behavior: str, seed: int) -> Any:
+    def pipelinedFailures(self, behavior: str, seed: int) -> Generator[Any, Any, Any]:
         """
         50 C{set} and 50 C{get} commands sent in one write through a new
         proxy with C{behavior} under request scope.
@@ -378,7 +378,7 @@ class MemcacheIntegrationTests(TestCase):
         defer.returnValue(failed)
 
     @defer.inlineCallbacks
-    def test_requestScopeIsReproducible(self) -> Any:
+    def test_requestScopeIsReproducible(self) -> Generator[Any, Any, Any]:
         """
         C{50:error} (and the test-only C{50:swallow}) with a fixed seed
         fail a subset of 100 pipelined commands with C{SERVER_ERROR}; the
@@ -394,7 +394,7 @@ class MemcacheIntegrationTests(TestCase):
             self.assertTrue(20 < len(first) < 80, first)
 
     @defer.inlineCallbacks
-    def test_quietRequestsUnderRequestScope(self) -> Any:
+    def test_quietRequestsUnderRequestScope(self) -> Generator[Any, Any, Any]:
         """
         Twenty quiet C{ms} then C{mn}, with C{50:error}: the client reads a
         C{SERVER_ERROR} for each command that failed, in its place,
@@ -419,7 +419,7 @@ class MemcacheIntegrationTests(TestCase):
             self.assertEqual(len(stored), 20 - failedSets)
 
     @defer.inlineCallbacks
-    def test_backendDiesMidResponse(self) -> Any:
+    def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         When memcached dies while a 6 MiB value is on its way, the client
         sees the stream end early; once it closes its side, the proxy
@@ -461,7 +461,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertEqual(failures(self.events), [])
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidRequest(self) -> Any:
+    def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that disconnects in the middle of a data block is
         forgotten by the proxy and logged once; memcached keeps serving.
@@ -484,5 +484,5 @@ class MemcacheIntegrationTests(TestCase):
         version = yield self.inThread(client.version)
         self.assertTrue(version.startswith(b"1."))
 
-    test_backendDiesMidResponse.timeout = 60  # type: ignore[attr-defined]
-    test_clientLeavesMidRequest.timeout = 60  # type: ignore[attr-defined]
+    test_backendDiesMidResponse.timeout = 60
+    test_clientLeavesMidRequest.timeout = 60

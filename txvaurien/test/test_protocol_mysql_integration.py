@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.testing import EventLoggingObserver
@@ -65,7 +65,7 @@ class MariaDBServer(ExternalServer):
 
 
 @defer.inlineCallbacks
-def startMariaDB(ssl: bool = False) -> Any:
+def startMariaDB(ssl: bool = False) -> Generator[Any, Any, Any]:
     """
     Create a data directory in a temporary directory and start MariaDB on
     an ephemeral port of 127.0.0.1.
@@ -104,7 +104,7 @@ _shared: dict[str, Any] = {}
 
 
 @defer.inlineCallbacks
-def sharedMariaDB() -> Any:
+def sharedMariaDB() -> Generator[Any, Any, Any]:
     """
     The MariaDB server (without SSL) shared by this module's tests.
     """
@@ -123,7 +123,7 @@ class MySQLTestCase(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:  # type: ignore[override]
+    def setUp(self) -> Generator[Any, Any, Any]:
         self.pymysql = requireModule("pymysql", "PyMySQL")
         self.server = yield sharedMariaDB()
 
@@ -171,7 +171,7 @@ class MySQLTestCase(TestCase):
             # PyMySQL's own commands at connection time pass (a dummy-only
             # table draws no random numbers); the queries meet C{behavior}.
             threads.blockingCallFromThread(
-                reactor, self.setTable, proxy, behavior)  # type: ignore[arg-type]
+                reactor, self.setTable, proxy, behavior)
             with connection:
                 cursor = connection.cursor()
                 for i in range(count):
@@ -350,7 +350,7 @@ class ResponseBoundaryTests(MySQLTestCase):
                            [query, PING, empty, PING, END])
 
     @defer.inlineCallbacks
-    def test_storedProcedure(self) -> Any:
+    def test_storedProcedure(self) -> Generator[Any, Any, Any]:
         """
         A stored procedure's results and its final OK, with and without
         C{CLIENT_DEPRECATE_EOF}.
@@ -360,7 +360,7 @@ class ResponseBoundaryTests(MySQLTestCase):
         yield self._check(BASIC | CLIENT_DEPRECATE_EOF, 0, [call, PING, call, PING, END])
 
     @defer.inlineCallbacks
-    def test_preparedStatements(self) -> Any:
+    def test_preparedStatements(self) -> Generator[Any, Any, Any]:
         """
         A prepared statement's definition packets and binary result sets,
         executed twice with MariaDB's metadata cache (the second result
@@ -394,7 +394,7 @@ class DummyTests(MySQLTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_pymysql(self) -> Any:
+    def test_pymysql(self) -> Generator[Any, Any, Any]:
         """
         PyMySQL: queries, a multi-row result, inserts, a multi-statement
         query and a stored procedure (several results), C{LOAD DATA LOCAL
@@ -465,7 +465,7 @@ class DummyTests(MySQLTestCase):
         self.assertTrue(infileData)
 
     @defer.inlineCallbacks
-    def test_authenticationSwitch(self) -> Any:
+    def test_authenticationSwitch(self) -> Generator[Any, Any, Any]:
         """
         A user whose password is checked by ed25519: the server asks
         PyMySQL to switch authentication method, and the extra exchange
@@ -492,7 +492,7 @@ class DummyTests(MySQLTestCase):
             ("upstream", "data"), ("downstream", "data")])
 
     @defer.inlineCallbacks
-    def test_preparedStatements(self) -> Any:
+    def test_preparedStatements(self) -> Generator[Any, Any, Any]:
         """
         MySQL Connector/Python's server-side prepared statements
         (C{COM_STMT_PREPARE}, C{COM_STMT_EXECUTE} with binary results,
@@ -530,7 +530,7 @@ class DummyTests(MySQLTestCase):
         self.assertIn(("COM_STMT_CLOSE", "SELECT", False), requests)
 
     @defer.inlineCallbacks
-    def test_commandLineClient(self) -> Any:
+    def test_commandLineClient(self) -> Generator[Any, Any, Any]:
         """
         The C{mariadb} client (MariaDB Connector/C, which negotiates
         MariaDB's metadata cache and progress reports) runs several
@@ -553,7 +553,7 @@ class ErrorTests(MySQLTestCase):
     """
 
     @defer.inlineCallbacks
-    def _failThenRecover(self, behavior: str, settings: dict[str, Any]) -> Any:
+    def _failThenRecover(self, behavior: str, settings: dict[str, Any]) -> Generator[Any, Any, Any]:
         proxy = self.proxy("100:dummy", protocolSettings=settings)
         pymysql = self.pymysql
         connection = yield self.inThread(self.connect, proxy.port)
@@ -590,7 +590,7 @@ class ErrorTests(MySQLTestCase):
         return failure
 
     @defer.inlineCallbacks
-    def test_errorBehaviorDefaultCode(self) -> Any:
+    def test_errorBehaviorDefaultCode(self) -> Generator[Any, Any, Any]:
         """
         With C{error}, a query raises PyMySQL's C{OperationalError} with
         code 1105 and the behavior's message; the transaction open on the
@@ -602,7 +602,7 @@ class ErrorTests(MySQLTestCase):
         self.assertIn("injected", args[1])
 
     @defer.inlineCallbacks
-    def test_errorBehaviorConfiguredCode(self) -> Any:
+    def test_errorBehaviorConfiguredCode(self) -> Generator[Any, Any, Any]:
         """
         The code and SQLSTATE are protocol options: 1064 makes PyMySQL
         raise its C{ProgrammingError}.
@@ -613,7 +613,7 @@ class ErrorTests(MySQLTestCase):
         self.assertEqual(args[0], 1064)
 
     @defer.inlineCallbacks
-    def test_swallowBehavior(self) -> Any:
+    def test_swallowBehavior(self) -> Generator[Any, Any, Any]:
         """
         The same with the test-only C{swallow}.
         """
@@ -622,7 +622,7 @@ class ErrorTests(MySQLTestCase):
         self.assertEqual(args, (1213, "swallowed"))
 
     @defer.inlineCallbacks
-    def test_requestScopeSubsetIsReproducible(self) -> Any:
+    def test_requestScopeSubsetIsReproducible(self) -> Generator[Any, Any, Any]:
         """
         Under request scope, C{50:error} with a fixed seed fails a subset
         of 100 queries on one connection, the same subset on a second run;
@@ -639,7 +639,7 @@ class ErrorTests(MySQLTestCase):
         self.assertNotEqual(other[0], failed)
 
     @defer.inlineCallbacks
-    def test_requestScopeSwallow(self) -> Any:
+    def test_requestScopeSwallow(self) -> Generator[Any, Any, Any]:
         """
         The same with C{50:swallow}.
         """
@@ -656,7 +656,7 @@ class EncryptionTests(MySQLTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_sslRequestIsPassedThrough(self) -> Any:
+    def test_sslRequestIsPassedThrough(self) -> Generator[Any, Any, Any]:
         """
         With a server that offers SSL, PyMySQL's SSL request switches the
         connection to passthrough: queries work even under C{100:error},
@@ -703,7 +703,7 @@ class RobustnessTests(MySQLTestCase):
                 and e.get("proxy") == proxy.name and e.get("log_namespace") == "txvaurien.proxy"]
 
     @defer.inlineCallbacks
-    def test_connectFailed(self) -> Any:
+    def test_connectFailed(self) -> Generator[Any, Any, Any]:
         """
         When the backend cannot be reached, PyMySQL gets an ERR packet in
         place of the greeting and raises C{OperationalError} 2003, as when
@@ -725,7 +725,7 @@ class RobustnessTests(MySQLTestCase):
         self.assertIn("refused", args[1])
 
     @defer.inlineCallbacks
-    def test_backendDiesMidResponse(self) -> Any:
+    def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         The server's connection is killed while PyMySQL streams a large
         result: PyMySQL raises an error, the proxy forgets the connection
@@ -762,7 +762,7 @@ class RobustnessTests(MySQLTestCase):
         self.assertEqual(len(self.closedEvents(proxy)), 1)
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidRequest(self) -> Any:
+    def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that sends the start of a query and disconnects: the
         backend connection is closed, the connection forgotten and its end

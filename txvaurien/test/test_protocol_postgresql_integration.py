@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer, protocol, reactor, task, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -209,7 +209,7 @@ def _unprivileged() -> tuple[int, int]:
 
 
 @defer.inlineCallbacks
-def startPostgres(ssl: bool = False) -> Any:
+def startPostgres(ssl: bool = False) -> Generator[Any, Any, Any]:
     """
     Create a cluster in a temporary directory and start PostgreSQL on an
     ephemeral port of 127.0.0.1.
@@ -279,7 +279,7 @@ _shared: dict[str, Any] = {}
 
 
 @defer.inlineCallbacks
-def sharedPostgres() -> Any:
+def sharedPostgres() -> Generator[Any, Any, Any]:
     """
     The PostgreSQL server (without SSL) shared by this module's tests.
     """
@@ -348,7 +348,7 @@ class PostgresTestCase(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:  # type: ignore[override]
+    def setUp(self) -> Generator[Any, Any, Any]:
         self.psycopg = requireModule("psycopg", "psycopg[binary]")
         self.server = yield sharedPostgres()
 
@@ -417,7 +417,7 @@ class DummyTests(PostgresTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_simpleAndExtendedQueries(self) -> Any:
+    def test_simpleAndExtendedQueries(self) -> Generator[Any, Any, Any]:
         """
         Simple queries, parameterised (extended) queries, a multi-row
         result and a server-side prepared statement all return the right
@@ -452,7 +452,7 @@ class DummyTests(PostgresTestCase):
         self.assertGreater(results["requests"], 6)
 
     @defer.inlineCallbacks
-    def test_pipelineMode(self) -> Any:
+    def test_pipelineMode(self) -> Generator[Any, Any, Any]:
         """
         psycopg's pipeline mode (extended queries sent back to back, with
         Flush and Sync) gets every result, in order, including when one
@@ -486,7 +486,7 @@ class DummyTests(PostgresTestCase):
         self.assertEqual(after, "after")
 
     @defer.inlineCallbacks
-    def test_copyInAndOut(self) -> Any:
+    def test_copyInAndOut(self) -> Generator[Any, Any, Any]:
         """
         COPY FROM STDIN and COPY TO STDOUT carry their data both ways, and
         the connection goes on afterwards.
@@ -511,7 +511,7 @@ class DummyTests(PostgresTestCase):
         self.assertEqual(out, b"".join(b"%d\trow %d\n" % (i, i) for i in range(2000)))
 
     @defer.inlineCallbacks
-    def test_notificationsArePushes(self) -> Any:
+    def test_notificationsArePushes(self) -> Generator[Any, Any, Any]:
         """
         A NOTIFY from another connection reaches a listening client through
         the proxy, and the framer counted it as a push (no request was
@@ -542,7 +542,7 @@ class ErrorTests(PostgresTestCase):
     """
 
     @defer.inlineCallbacks
-    def _failThenRecover(self, behavior: str) -> Any:
+    def _failThenRecover(self, behavior: str) -> Generator[Any, Any, Any]:
         proxy = self.proxy("100:dummy", protocolSettings={"error_sqlstate": "40001"})
         psycopg = self.psycopg
         connection = yield self.inThread(self.connect, proxy.port)
@@ -582,7 +582,7 @@ class ErrorTests(PostgresTestCase):
         return simple[2]
 
     @defer.inlineCallbacks
-    def test_errorBehavior(self) -> Any:
+    def test_errorBehavior(self) -> Generator[Any, Any, Any]:
         """
         With C{error}, a simple query and an extended-query batch each
         raise psycopg's error for the configured SQLSTATE; the transaction
@@ -593,7 +593,7 @@ class ErrorTests(PostgresTestCase):
         self.assertIn("injected", text)
 
     @defer.inlineCallbacks
-    def test_swallowBehavior(self) -> Any:
+    def test_swallowBehavior(self) -> Generator[Any, Any, Any]:
         """
         The same with the test-only C{swallow}, which answers with
         C{session.errorReply} too.
@@ -602,7 +602,7 @@ class ErrorTests(PostgresTestCase):
         self.assertIn("swallowed", text)
 
     @defer.inlineCallbacks
-    def test_requestScopeSubsetIsReproducible(self) -> Any:
+    def test_requestScopeSubsetIsReproducible(self) -> Generator[Any, Any, Any]:
         """
         Under request scope, C{50:error} with a fixed seed fails a subset
         of 100 queries on one connection, the same subset on a second run,
@@ -619,7 +619,7 @@ class ErrorTests(PostgresTestCase):
         self.assertNotEqual(other[0], failed)
 
     @defer.inlineCallbacks
-    def test_requestScopeSwallow(self) -> Any:
+    def test_requestScopeSwallow(self) -> Generator[Any, Any, Any]:
         """
         The same with C{50:swallow}.
         """
@@ -637,7 +637,7 @@ class EncryptionTests(PostgresTestCase):
     """
 
     @defer.inlineCallbacks
-    def test_sslAcceptedIsPassedThrough(self) -> Any:
+    def test_sslAcceptedIsPassedThrough(self) -> Generator[Any, Any, Any]:
         """
         With a server that accepts SSL, psycopg (C{sslmode=require}) works
         through the proxy even under C{100:error}: after the server's
@@ -662,7 +662,7 @@ class EncryptionTests(PostgresTestCase):
         self.assertTrue(all(m.meta.get("unframed") for m in messages[2:]))
 
     @defer.inlineCallbacks
-    def test_sslRefusedKeepsFraming(self) -> Any:
+    def test_sslRefusedKeepsFraming(self) -> Generator[Any, Any, Any]:
         """
         When the server answers psycopg's SSLRequest with C{N}, the
         startup goes on in clear and requests are framed: C{100:error}
@@ -694,7 +694,7 @@ class PgbenchTests(PostgresTestCase):
     timeout = 180
 
     @defer.inlineCallbacks
-    def _pgbench(self, port: int, *arguments: str) -> Any:
+    def _pgbench(self, port: int, *arguments: str) -> Generator[Any, Any, Any]:
         pgbench = requireBinary("pgbench", "postgresql")
         env = {"PGPASSWORD": PASSWORD, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         output = yield run(
@@ -703,7 +703,7 @@ class PgbenchTests(PostgresTestCase):
         return output
 
     @defer.inlineCallbacks
-    def test_pgbench(self) -> Any:
+    def test_pgbench(self) -> Generator[Any, Any, Any]:
         """
         C{pgbench -i} and 200 transactions on each of two clients, with the
         simple and the extended (prepared) protocol, complete without a
@@ -735,7 +735,7 @@ class RobustnessTests(PostgresTestCase):
                 and e.get("proxy") == proxy.name and e.get("log_namespace") == "txvaurien.proxy"]
 
     @defer.inlineCallbacks
-    def test_backendDiesMidResponse(self) -> Any:
+    def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         A backend that terminates itself while it streams a result: psycopg
         gets an error, and the proxy forgets the connection and logs its
@@ -765,7 +765,7 @@ class RobustnessTests(PostgresTestCase):
         self.assertEqual(len(self.closedEvents(proxy)), 1)
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidRequest(self) -> Any:
+    def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that sends the start of a Query and disconnects: the
         backend connection is closed, the connection forgotten and logged
@@ -785,7 +785,7 @@ class RobustnessTests(PostgresTestCase):
         self.assertEqual(len(self.closedEvents(proxy)), 1)
 
     @defer.inlineCallbacks
-    def test_connectFailed(self) -> Any:
+    def test_connectFailed(self) -> Generator[Any, Any, Any]:
         """
         When the backend cannot be reached, a client that does not ask for
         SSL gets a FATAL ErrorResponse it reports; libpq with

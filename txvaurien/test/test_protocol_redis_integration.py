@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.testing import EventLoggingObserver
@@ -46,7 +46,7 @@ class RedisServer:
 
 
 @defer.inlineCallbacks
-def startRedis(case: TestCase) -> Any:
+def startRedis(case: TestCase) -> Generator[Any, Any, Any]:
     """
     Start a redis-server for C{case}, stopped when it ends: no snapshots,
     no append-only file, C{DEBUG} enabled (for C{DEBUG PROTOCOL}).
@@ -125,7 +125,7 @@ class RedisIntegrationTests(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
-    def setUp(self) -> Any:  # type: ignore[override]
+    def setUp(self) -> Generator[Any, Any, Any]:
         self.redis = requireModule("redis", "redis")
         self.server = yield startRedis(self)
         self.events = EventLoggingObserver()
@@ -151,7 +151,7 @@ class RedisIntegrationTests(TestCase):
         return threads.deferToThread(f, *args)
 
     @defer.inlineCallbacks
-    def test_commandsAndPipelineWithDummy(self) -> Any:
+    def test_commandsAndPipelineWithDummy(self) -> Generator[Any, Any, Any]:
         """
         With C{dummy}, redis-py works normally through the proxy: single
         commands, a pipeline of 200 commands, a 5 MiB value both ways.
@@ -178,7 +178,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(failures(self.events), [])
 
     @defer.inlineCallbacks
-    def test_multiExec(self) -> Any:
+    def test_multiExec(self) -> Generator[Any, Any, Any]:
         """
         A MULTI/EXEC transaction through the proxy (QUEUED replies, then
         the EXEC array) gives redis-py its results.
@@ -195,7 +195,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(results, [True, 2, 7, b"7"])
 
     @defer.inlineCallbacks
-    def test_pubsub(self) -> Any:
+    def test_pubsub(self) -> Generator[Any, Any, Any]:
         """
         Subscriptions through the proxy, in RESP2 and RESP3: confirmations,
         then messages published by another client, channel and pattern.
@@ -233,7 +233,7 @@ class RedisIntegrationTests(TestCase):
             self.assertEqual([k[2] for k in kinds[6:]], [2, 1])
 
     @defer.inlineCallbacks
-    def test_resp3TypesByteForByte(self) -> Any:
+    def test_resp3TypesByteForByte(self) -> Generator[Any, Any, Any]:
         """
         After C{HELLO 3}, every type C{DEBUG PROTOCOL} makes the server send
         (maps, sets, doubles, big numbers, verbatim strings, attributes,
@@ -265,7 +265,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(clientId.sub(b"", proxied), clientId.sub(b"", direct))
 
     @defer.inlineCallbacks
-    def test_resp3Client(self) -> Any:
+    def test_resp3Client(self) -> Generator[Any, Any, Any]:
         """
         redis-py in RESP3 mode reads maps, sets and doubles through the
         proxy.
@@ -285,7 +285,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(score, 1.5)
 
     @defer.inlineCallbacks
-    def test_swallowBehaviorIsResponseError(self) -> Any:
+    def test_swallowBehaviorIsResponseError(self) -> Generator[Any, Any, Any]:
         """
         The proxy's error reply (here from the test-only C{swallow},
         acting on C{GET} only) is a redis-py C{ResponseError}, and the same
@@ -307,7 +307,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(factory.accepted, 1)
 
     @defer.inlineCallbacks
-    def test_errorBehaviorIsResponseError(self) -> Any:
+    def test_errorBehaviorIsResponseError(self) -> Generator[Any, Any, Any]:
         """
         The C{error} behavior's reply is a redis-py C{ResponseError}; once
         the behavior table is back to C{dummy}, the same connection serves
@@ -336,7 +336,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(factory.accepted, 1)
 
     @defer.inlineCallbacks
-    def test_delayHoldsTheCommand(self) -> Any:
+    def test_delayHoldsTheCommand(self) -> Generator[Any, Any, Any]:
         """
         C{delay} (request or response side) makes a command take at least
         its C{sleep}, measured by the client; the reply is the right one.
@@ -360,7 +360,7 @@ class RedisIntegrationTests(TestCase):
             self.assertLess(each, 10.4)
 
     @defer.inlineCallbacks
-    def test_abortIsConnectionError(self) -> Any:
+    def test_abortIsConnectionError(self) -> Generator[Any, Any, Any]:
         """
         With C{abort} the command reaches redis (the key is set) but the
         connection drops before the reply: redis-py raises its
@@ -381,7 +381,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(value, b"yes")
 
     @defer.inlineCallbacks
-    def test_blackoutIsConnectionError(self) -> Any:
+    def test_blackoutIsConnectionError(self) -> Generator[Any, Any, Any]:
         """
         With C{blackout} the connection is cut when the command arrives,
         which never reaches redis: redis-py raises its C{ConnectionError}.
@@ -401,7 +401,7 @@ class RedisIntegrationTests(TestCase):
         self.assertIsNone(value)
 
     @defer.inlineCallbacks
-    def pipelinedFailures(self, behavior: str, seed: int) -> Any:
+    def pipelinedFailures(self, behavior: str, seed: int) -> Generator[Any, Any, Any]:
         """
         100 pipelined C{SET}/C{GET} pairs through a new proxy with
         C{behavior} under request scope.
@@ -436,7 +436,7 @@ class RedisIntegrationTests(TestCase):
         defer.returnValue(failed)
 
     @defer.inlineCallbacks
-    def test_requestScopeIsReproducible(self) -> Any:
+    def test_requestScopeIsReproducible(self) -> Generator[Any, Any, Any]:
         """
         C{50:error} (and the test-only C{50:swallow}) with a fixed seed
         fail a subset of 100 pipelined commands with C{ResponseError}; the
@@ -452,7 +452,7 @@ class RedisIntegrationTests(TestCase):
             self.assertTrue(20 < len(first) < 80, first)
 
     @defer.inlineCallbacks
-    def test_redisBenchmark(self) -> Any:
+    def test_redisBenchmark(self) -> Generator[Any, Any, Any]:
         """
         C{redis-benchmark} runs through the proxy without an error.
         """
@@ -477,7 +477,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(failures(self.events), [])
 
     @defer.inlineCallbacks
-    def test_backendDiesMidResponse(self) -> Any:
+    def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         When redis-server dies while a 30 MiB reply is on its way, the
         client sees the stream end early; once it closes its side, as
@@ -520,7 +520,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(failures(self.events), [])
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidRequest(self) -> Any:
+    def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that disconnects in the middle of a command is forgotten
         by the proxy and logged once; the server keeps serving.
@@ -543,5 +543,5 @@ class RedisIntegrationTests(TestCase):
         pong = yield self.inThread(client.ping)
         self.assertTrue(pong)
 
-    test_backendDiesMidResponse.timeout = 60  # type: ignore[attr-defined]
-    test_clientLeavesMidRequest.timeout = 60  # type: ignore[attr-defined]
+    test_backendDiesMidResponse.timeout = 60
+    test_clientLeavesMidRequest.timeout = 60

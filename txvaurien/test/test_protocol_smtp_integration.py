@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThread
@@ -145,7 +145,7 @@ class ClientTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_sendSeveralMessages(self) -> Any:
+    def test_sendSeveralMessages(self) -> Generator[Any, Any, Any]:
         """
         smtplib sends three messages on one connection; aiosmtpd receives
         them intact (dot-stuffing included).
@@ -170,7 +170,7 @@ class ClientTests(TestCase):
         self.assertEqual(proxy.accepted, 1)
 
     @defer.inlineCallbacks
-    def test_pipelinedCommands(self) -> Any:
+    def test_pipelinedCommands(self) -> Generator[Any, Any, Any]:
         """
         Commands and content written at once (RFC 2920) get their replies
         in order.
@@ -203,7 +203,7 @@ class ClientTests(TestCase):
         self.assertTrue(content.endswith(b"hello\r\n"))
 
     @defer.inlineCallbacks
-    def test_authLoginContinuations(self) -> Any:
+    def test_authLoginContinuations(self) -> Generator[Any, Any, Any]:
         """
         C{AUTH LOGIN}, whose answers to C{334} challenges are not commands,
         works through the proxy; a wrong password is refused.
@@ -229,7 +229,7 @@ class ClientTests(TestCase):
         yield self.assertFailure(deferToThread(login, "wrong"), smtplib.SMTPAuthenticationError)
 
     @defer.inlineCallbacks
-    def test_startTLSPassthrough(self) -> Any:
+    def test_startTLSPassthrough(self) -> Generator[Any, Any, Any]:
         """
         After C{STARTTLS}, the TLS handshake and everything after it pass
         through untouched: smtplib sends a message over TLS.
@@ -274,7 +274,7 @@ class ErrorTests(TestCase):
     timeout = 90
 
     @defer.inlineCallbacks
-    def test_swallowedMailRaisesAndConnectionStaysUsable(self) -> Any:
+    def test_swallowedMailRaisesAndConnectionStaysUsable(self) -> Generator[Any, Any, Any]:
         """
         A C{MAIL} answered by the proxy (451 by default) makes C{sendmail}
         raise L{smtplib.SMTPSenderRefused} with code 451; the connection
@@ -300,7 +300,7 @@ class ErrorTests(TestCase):
         self.assertEqual(handler.messages, [])
 
     @defer.inlineCallbacks
-    def test_errorBehaviorCode(self) -> Any:
+    def test_errorBehaviorCode(self) -> Generator[Any, Any, Any]:
         """
         The C{error} behavior's replies carry the protocol's C{error_code}:
         smtplib raises an L{smtplib.SMTPResponseException} with 554.
@@ -317,7 +317,7 @@ class ErrorTests(TestCase):
         self.assertEqual(error.smtp_code, 554)
 
     @defer.inlineCallbacks
-    def test_421Closes(self) -> Any:
+    def test_421Closes(self) -> Generator[Any, Any, Any]:
         """
         With C{error_code} 421, smtplib gets the 421 and then finds the
         connection closed, as with a server that shuts down.
@@ -348,7 +348,7 @@ class ErrorTests(TestCase):
         self.assertEqual(proxy.connections, set())
 
     @defer.inlineCallbacks
-    def requestScopeRun(self, behavior: str, seed: int, settings: Any = None) -> Any:
+    def requestScopeRun(self, behavior: str, seed: int, settings: Any = None) -> Generator[Any, Any, Any]:
         port, _ = startBackend(self)
         proxy = listenProxy(self, port, behavior=behavior, protocol="smtp", seed=seed,
                             settings=settings)
@@ -365,7 +365,7 @@ class ErrorTests(TestCase):
         return results
 
     @defer.inlineCallbacks
-    def test_requestScopeReproducible(self) -> Any:
+    def test_requestScopeReproducible(self) -> Generator[Any, Any, Any]:
         """
         Under request scope, C{50:swallow} with a fixed seed fails the same
         subset of 100 sequential C{VRFY} on one connection on every run
@@ -387,7 +387,7 @@ class ErrorTests(TestCase):
         self.assertNotEqual(failed[0], failed[2])
 
     @defer.inlineCallbacks
-    def test_requestScopeSendmailSubset(self) -> Any:
+    def test_requestScopeSendmailSubset(self) -> Generator[Any, Any, Any]:
         """
         With C{25:error} under request scope (each message takes four
         requests: C{MAIL}, C{RCPT}, C{DATA}, content), the messages that arrive are
@@ -458,7 +458,7 @@ class FailureTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_backendDiesMidReply(self) -> Any:
+    def test_backendDiesMidReply(self) -> Generator[Any, Any, Any]:
         """
         A backend that closes in the middle of a multi-line reply: smtplib
         sees the connection closed, and the proxy frees it and logs its end
@@ -475,7 +475,7 @@ class FailureTests(TestCase):
                 self.transport.loseConnection()
 
         factory = protocol.ServerFactory.forProtocol(Dying)
-        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
+        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         events = Events(self)
         proxy = listenProxy(self, port.getHost().port, protocol="smtp")
@@ -491,7 +491,7 @@ class FailureTests(TestCase):
         self.assertEqual(events.failures(), [])
 
     @defer.inlineCallbacks
-    def test_clientLeavesMidContent(self) -> Any:
+    def test_clientLeavesMidContent(self) -> Generator[Any, Any, Any]:
         """
         A client that leaves in the middle of a message's content: the
         proxy frees the connection and logs its end once, without a

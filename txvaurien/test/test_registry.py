@@ -116,11 +116,11 @@ class DottedPathTests(TestCase):
         An instance at a dotted path is used as it is.
         """
         module = types.ModuleType("txvaurien_test_instance")
-        module.thing = plugins.Swallow()  # type: ignore[attr-defined]
+        module.thing = plugins.Swallow()
         sys.modules[module.__name__] = module
         self.addCleanup(sys.modules.pop, module.__name__)
         registry = Registry.discover(thirdParty=False)
-        self.assertIs(registry.behaviors.get("txvaurien_test_instance.thing"), module.thing)  # type: ignore[attr-defined]
+        self.assertIs(registry.behaviors.get("txvaurien_test_instance.thing"), module.thing)
 
     def test_wrongInterfaceRefused(self) -> None:
         """
@@ -159,7 +159,7 @@ class TwistedPluginTests(TestCase):
         package.child("sabotage_plugin.py").setContent(PLUGIN_MODULE.encode("utf-8"))
         sys.path.insert(0, root.path)
         self.addCleanup(sys.path.remove, root.path)
-        import txvaurien_fake_plugins  # type: ignore[import-not-found]
+        import txvaurien_fake_plugins
 
         self.addCleanup(sys.modules.pop, "txvaurien_fake_plugins")
         registry = Registry.discover(pluginPackage=txvaurien_fake_plugins)

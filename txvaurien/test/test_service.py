@@ -5,7 +5,7 @@ application, and stopping it gracefully.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 from twisted.application.service import MultiService
 from twisted.internet import defer, protocol, reactor
@@ -75,14 +75,14 @@ class EmbeddingTests(TestCase):
         return application, proxy
 
     @defer.inlineCallbacks
-    def connect(self, proxy: ProxyService) -> Any:
+    def connect(self, proxy: ProxyService) -> Generator[Any, Any, Any]:
         client = Client()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.addresses[0].port)
         yield endpoint.connect(protocol.Factory.forProtocol(lambda: client))
         return client
 
     @defer.inlineCallbacks
-    def test_embeddedProxyForwards(self) -> None:
+    def test_embeddedProxyForwards(self) -> Generator[Any, Any, None]:
         """
         A service from L{makeProxyService}, added to an application's
         MultiService, proxies to the backend with the behaviors and options
@@ -106,7 +106,7 @@ class EmbeddingTests(TestCase):
         self.assertRaises(UsageError, makeProxyService, backend="h:1", bakend="h:2")
 
     @defer.inlineCallbacks
-    def test_stopLetsConnectionsFinish(self) -> None:
+    def test_stopLetsConnectionsFinish(self) -> Generator[Any, Any, None]:
         """
         Stopping the service closes its port at once, but a live connection
         keeps working during the grace period; the stop completes when it
@@ -127,7 +127,7 @@ class EmbeddingTests(TestCase):
         yield stopped
 
     @defer.inlineCallbacks
-    def test_stopClosesAfterGrace(self) -> None:
+    def test_stopClosesAfterGrace(self) -> Generator[Any, Any, None]:
         """
         A connection still open when the grace period ends is closed by the
         proxy.
@@ -138,7 +138,7 @@ class EmbeddingTests(TestCase):
         yield client.closed
 
     @defer.inlineCallbacks
-    def test_restartListensOnSamePort(self) -> None:
+    def test_restartListensOnSamePort(self) -> Generator[Any, Any, None]:
         """
         After C{stopListening}, C{startListening} binds the port it had,
         even if it was first given as port 0.
