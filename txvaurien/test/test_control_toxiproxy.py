@@ -10,7 +10,6 @@ import json
 from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
 
 from txvaurien.test.controlhelpers import (
