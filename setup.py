@@ -26,6 +26,8 @@ setup(
         "twisted[tls]>=23.10",
         "zope.interface>=5",
         "prometheus-client>=0.17",
+        "httptools>=0.6",
+        "h11>=0.14",
     ],
     extras_require={
         "test": [
