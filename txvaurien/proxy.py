@@ -424,9 +424,7 @@ class Pipe:
         for whatever the socket does not take.
         """
         sink = self.sink
-        if self._direct and not (sink._tempDataLen or sink.disconnecting) and (
-            len(sink.dataBuffer) == sink.offset and sink.connected
-        ):
+        if self._direct and sink.connected and not sink.disconnecting and _sinkIdle(sink):
             try:
                 sent = sink.socket.send(data)
             except OSError:
