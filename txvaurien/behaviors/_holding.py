@@ -2,18 +2,19 @@
 """
 What the time-based behaviors share: a fault that holds frames and lets
 them go later, on the reactor's clock, in order, pausing its source while
-it holds too much; and the few helpers of behaviors that act on the
-connection as a whole.
+it holds too much; and the helpers of faults that cut or draw at random.
+(The timers of behaviors that act on the connection as a whole are in
+L{txvaurien.behaviors._timers}.)
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 from txvaurien.behaviors.base import Fault
-from txvaurien.frames import DOWNSTREAM, UPSTREAM, Frame
+from txvaurien.frames import Frame
 from txvaurien.interfaces import IStage
 
 #: Bytes a holding fault keeps before it pauses its source, unless its
@@ -24,10 +25,6 @@ DEFAULT_HOLD = 1024 * 1024
 #: that close to now is due.
 SLACK = 1e-6
 
-#: Seconds between two looks at the option of a L{Deadline}, so that a
-#: shorter value set on a live proxy applies within that time.
-RECHECK = 1.0
-
 
 class HoldingFault(Fault):
     """
@@ -35,11 +32,12 @@ class HoldingFault(Fault):
     came, on the clock of its connection.
 
     Held frames wait in L{queue} as C{(due, frame)} pairs.  By default a
-    frame leaves once the clock reaches its C{due} time, and C{due} times
-    never decrease, so no frame overtakes another; subclasses with other
-    rules (a token bucket, a minimum spacing) override L{release} and
-    L{nextDue}.  The end of stream leaves once every held frame has left
-    and the clock has reached the time L{eofDue} gives.
+    frame leaves once the clock reaches its C{due} time, and a frame is
+    never due before the one held ahead of it (L{enqueue} sees to it), so
+    no frame overtakes another; subclasses with other rules (a token
+    bucket, a minimum spacing) override L{release} and L{nextDue}.  The
+    end of stream leaves once every held frame has left and the clock has
+    reached the time L{eofDue} gives.
 
     While it holds more than L{holdLimit} bytes the fault pauses its
     source, and it resumes it once it holds no more than that, so memory
@@ -107,12 +105,23 @@ class HoldingFault(Fault):
         Hold C{frame} until C{due}, behind every frame already held, and
         forward what may leave now.
         """
-        self.queue.append((due, frame))
+        self.enqueue(frame, due)
+        self.run()
+
+    def enqueue(self, frame: Frame, due: float) -> None:
+        """
+        Hold C{frame} until C{due} (or until the frame ahead of it is due,
+        if that is later), behind every frame already held, and pause the
+        source if that is too much; L{run} forwards it when it may leave.
+        """
+        queue = self.queue
+        if queue and queue[-1][0] > due:
+            due = queue[-1][0]
+        queue.append((due, frame))
         self.held += len(frame.data)
         if not self.paused and self.held > self.holdLimit():
             self.paused = True
             self.stage.pauseSource()
-        self.run()
 
     def forwardHeld(self, frame: Frame) -> None:
         """
@@ -188,72 +197,6 @@ class HoldingFault(Fault):
         self.eofPending = False
 
 
-class Deadline:
-    """
-    A fault's timer whose length is one of its behavior's options, in
-    milliseconds, read again whenever the timer is looked at: a value
-    changed on a live proxy postpones the deadline or brings it forward
-    (within L{RECHECK} seconds), counted from the same start.
-
-    The timer is a connection timer (cancelled when the connection ends);
-    the fault that owns it cancels it when it is unlinked.
-
-    @ivar start: when the deadline started counting.
-    @ivar fired: whether C{action} was called.
-    """
-
-    def __init__(
-        self,
-        stage: IStage,
-        option: str,
-        action: Callable[[], Any],
-        zeroIsNever: bool = False,
-    ) -> None:
-        """
-        @param option: the name of the option giving the length.
-        @param action: called once the deadline is reached.
-        @param zeroIsNever: whether a length of 0 means no deadline (else
-            it means at once: in the next reactor turn).
-        """
-        self.stage = stage
-        self.option = option
-        self.action = action
-        self.zeroIsNever = zeroIsNever
-        self.start = stage.connection.clock.seconds()
-        self.fired = False
-        self.call: Any = None
-        self._schedule(self.start)
-
-    def _remaining(self, now: float) -> float | None:
-        length = self.stage.behavior.settings[self.option]
-        if length <= 0 and self.zeroIsNever:
-            return None
-        return self.start + length / 1000.0 - now
-
-    def _schedule(self, now: float) -> None:
-        remaining = self._remaining(now)
-        wait = RECHECK if remaining is None else max(0.0, min(remaining, RECHECK))
-        self.call = self.stage.connection.callLater(wait, self._check)
-
-    def _check(self) -> None:
-        self.call = None
-        now = self.stage.connection.clock.seconds()
-        remaining = self._remaining(now)
-        if remaining is not None and remaining <= SLACK:
-            self.fired = True
-            self.action()
-            return
-        self._schedule(now)
-
-    def cancel(self) -> None:
-        """
-        Stop waiting.
-        """
-        call, self.call = self.call, None
-        if call is not None and call.active():
-            call.cancel()
-
-
 def piece(frame: Frame, start: int, end: int) -> Frame:
     """
     The bytes C{start:end} of C{frame}, as a frame that is its message's
@@ -283,16 +226,3 @@ def faultRandom(stage: IStage) -> random.Random:
     (which depends on how the bytes were cut into reads).
     """
     return random.Random(stage.connection.random.getrandbits(64))
-
-
-def ownsConnectionTimer(stage: IStage) -> bool:
-    """
-    Whether the fault at C{stage} is the one that acts on the connection as
-    a whole for its behavior, so that a behavior acting in both directions
-    closes or resets a connection once: the downstream fault, or the
-    upstream one when the behavior acts upstream only.
-    """
-    direction = stage.behavior.settings.get("direction", DOWNSTREAM)
-    if direction == UPSTREAM:
-        return stage.direction == UPSTREAM
-    return stage.direction == DOWNSTREAM

@@ -5,16 +5,14 @@ The C{delay} behavior: hold requests, or their responses, for a while.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
-
-from txvaurien.behaviors.base import Behavior, Fault
+from txvaurien.behaviors._holding import HoldingFault
+from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import BOTH, DOWNSTREAM, UPSTREAM, Frame
 from txvaurien.interfaces import IStage
 from txvaurien.options import Number
 
 
-class DelayFault(Fault):
+class DelayFault(HoldingFault):
     """
     Holds every frame of its direction for C{sleep} seconds after it
     arrived, in order, when that direction is the one C{before} names;
@@ -23,23 +21,10 @@ class DelayFault(Fault):
     The stream is shifted in time, not reshaped: each frame leaves exactly
     C{sleep} seconds after it came, so a request (or response) reaches its
     peer C{sleep} seconds late, from its first byte to its last.  While the
-    fault holds more than L{holdLimit} bytes it pauses its source, so a
-    fast sender is slowed down instead of filling memory.
-
-    @cvar holdLimit: bytes held before the source is paused.
+    fault holds more than L{holdLimit} bytes (1 MiB) it pauses its source,
+    so a fast sender is slowed down instead of filling memory.  The end of
+    stream follows the last held frame.
     """
-
-    holdLimit = 1024 * 1024
-
-    def __init__(self, stage: IStage) -> None:
-        Fault.__init__(self, stage)
-        self.connection = stage.connection
-        self.clock = stage.connection.clock
-        self.queue: deque[tuple[float, Frame]] = deque()
-        self.held = 0
-        self.paused = False
-        self.eof = False
-        self.timer: Any = None
 
     def _sleep(self) -> float:
         """
@@ -55,68 +40,10 @@ class DelayFault(Fault):
         sleep = self._sleep()
         if not self.queue and sleep <= 0.0:
             self.stage.forward(frame)
-            return
-        due = self.clock.seconds() + sleep
-        if self.queue and self.queue[-1][0] > due:
-            # Options changed under live traffic: never overtake.
-            due = self.queue[-1][0]
-        self.queue.append((due, frame))
-        self.held += len(frame.data)
-        if not self.paused and self.held > self.holdLimit:
-            self.paused = True
-            self.stage.pauseSource()
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self.timer is None and self.queue:
-            delay = max(0.0, self.queue[0][0] - self.clock.seconds())
-            self.timer = self.connection.callLater(delay, self._release)
-
-    def _release(self) -> None:
-        self.timer = None
-        # A timer may fire a rounding error early; a nanosecond is on time.
-        now = self.clock.seconds() + 1e-9
-        while self.queue and self.queue[0][0] <= now:
-            self._forwardOne()
-        self._afterRelease()
-
-    def _forwardOne(self) -> None:
-        _, frame = self.queue.popleft()
-        self.held -= len(frame.data)
-        self.stage.forward(frame)
-
-    def _afterRelease(self) -> None:
-        if self.paused and self.held <= self.holdLimit:
-            self.paused = False
-            self.stage.resumeSource()
-        if self.queue:
-            self._schedule()
-        elif self.eof:
-            self.eof = False
-            self.stage.forwardEOF()
-
-    def eofReceived(self) -> None:
-        if self.queue:
-            self.eof = True
         else:
-            self.stage.forwardEOF()
-
-    def _cancel(self) -> None:
-        if self.timer is not None:
-            if self.timer.active():
-                self.timer.cancel()
-            self.timer = None
-
-    def unlink(self) -> None:
-        self._cancel()
-        while self.queue:
-            self._forwardOne()
-        self._afterRelease()
-
-    def connectionLost(self) -> None:
-        self._cancel()
-        self.queue.clear()
-        self.held = 0
+            # Even when options changed under live traffic, no frame
+            # overtakes those held before it: hold() sees to it.
+            self.hold(frame, self.clock.seconds() + sleep)
 
 
 class Delay(Behavior):

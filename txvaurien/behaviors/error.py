@@ -40,9 +40,9 @@ class ErrorFault(Fault):
     The fault of C{error} and C{transient} on one direction.
 
     Upstream, without C{inject}: each request (under C{tcp}, each chunk of
-    bytes) that the behavior's L{strikes<Error.strikes>} says fails is
-    dropped, and once its last frame has arrived the client is sent the
-    session's error reply in its place.
+    bytes) that the behavior's L{strikes<CountedErrors.strikes>} says
+    fails is dropped, and once its last frame has arrived the client is
+    sent the session's error reply in its place.
 
     Downstream, with C{inject}: each response (under C{tcp}, each chunk)
     that fails gets C{inject_size} random bytes inserted at a random
@@ -122,7 +122,50 @@ class ErrorFault(Fault):
         self.stage.forward(Frame(spoiled, frame.message, frame.first, frame.last))
 
 
-class Error(Behavior):
+class CountedErrors(Behavior):
+    """
+    What C{error} and C{transient} share: the L{ErrorFault} on each
+    direction, and a count, kept per proxy across connections, of the
+    requests (with C{inject}, the responses) the behavior was chosen for;
+    subclasses say which of them fail (L{fails}).
+
+    @ivar seen: requests (or responses) counted so far.
+    """
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        Behavior.__init__(self, settings)
+        self.seen = 0
+
+    def reset(self) -> None:
+        """
+        Restart the count: the next C{warmup} requests pass again
+        (C{error}), the next C{agitate} fail again (C{transient}).
+        """
+        self.seen = 0
+
+    def strikes(self, stage: IStage) -> bool:
+        """
+        Count one request (or, with C{inject}, one response) and say
+        whether it fails.
+
+        @param stage: the stage of the fault asking, for the log.
+        """
+        index, self.seen = self.seen, self.seen + 1
+        return self.fails(stage, index)
+
+    def fails(self, stage: IStage, index: int) -> bool:
+        """
+        Whether the request (or response) counted C{index}, from 0, fails.
+
+        @param stage: the stage of the fault asking, for the log.
+        """
+        raise NotImplementedError()
+
+    def buildFault(self, stage: IStage) -> ErrorFault:
+        return ErrorFault(stage)
+
+
+class Error(CountedErrors):
     """
     Answer requests with the protocol's own error instead of forwarding
     them to the backend.
@@ -168,29 +211,12 @@ class Error(Behavior):
         ),
     }
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        Behavior.__init__(self, settings)
-        self.seen = 0
-
-    def reset(self) -> None:
+    def fails(self, stage: IStage, index: int) -> bool:
         """
-        Restart the C{warmup} count: the next C{warmup} requests pass.
+        Let the first C{warmup} pass; fail the rest.
         """
-        self.seen = 0
-
-    def strikes(self, stage: IStage) -> bool:
-        """
-        Count one request (or, with C{inject}, one response) and say
-        whether it fails.
-
-        @param stage: the stage of the fault asking, for the log.
-        """
-        index, self.seen = self.seen, self.seen + 1
         warmup = self.settings["warmup"]
         if index < warmup:
             logDecision(stage, "warm-up pass", count=index + 1, warmup=warmup)
             return False
         return True
-
-    def buildFault(self, stage: IStage) -> ErrorFault:
-        return ErrorFault(stage)

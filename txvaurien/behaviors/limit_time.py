@@ -5,40 +5,23 @@ The C{limit_time} behavior: connections live only so long.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import Deadline, ownsConnectionTimer
-from txvaurien.behaviors.base import Behavior, Fault
+from txvaurien.behaviors._timers import ConnectionTimerFault
+from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage
 from txvaurien.options import Number
 
 
-class LimitTimeFault(Fault):
+class LimitTimeFault(ConnectionTimerFault):
     """
     Forwards frames unchanged; the fault that owns the connection's timer
     closes the connection C{time} milliseconds after it was made.
-
-    @ivar deadline: the pending action (a L{Deadline}), or L{None}.
     """
 
-    def __init__(self, stage: IStage) -> None:
-        Fault.__init__(self, stage)
-        self.deadline: Deadline | None = None
-        if ownsConnectionTimer(stage):
-            self.deadline = Deadline(stage, "time", self._close)
+    option = "time"
 
-    def _close(self) -> None:
-        connection = self.stage.connection
-        connection.close("limit_time behavior")
-
-    def _cancel(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-
-    def unlink(self) -> None:
-        self._cancel()
-
-    def connectionLost(self) -> None:
-        self._cancel()
+    def expire(self) -> None:
+        self.stage.connection.close("limit_time behavior")
 
 
 class LimitTime(Behavior):

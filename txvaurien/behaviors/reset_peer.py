@@ -5,39 +5,23 @@ The C{reset_peer} behavior: the connection is reset (RST).
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import Deadline, ownsConnectionTimer
-from txvaurien.behaviors.base import Behavior, Fault
+from txvaurien.behaviors._timers import ConnectionTimerFault
+from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage
 from txvaurien.options import Number
 
 
-class ResetPeerFault(Fault):
+class ResetPeerFault(ConnectionTimerFault):
     """
     Forwards frames unchanged; the fault that owns the connection's timer
     resets the connection C{timeout} milliseconds after it was made.
-
-    @ivar deadline: the pending action (a L{Deadline}), or L{None}.
     """
 
-    def __init__(self, stage: IStage) -> None:
-        Fault.__init__(self, stage)
-        self.deadline: Deadline | None = None
-        if ownsConnectionTimer(stage):
-            self.deadline = Deadline(stage, "timeout", self._reset)
+    option = "timeout"
 
-    def _reset(self) -> None:
+    def expire(self) -> None:
         self.stage.connection.reset("reset_peer behavior")
-
-    def _cancel(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-
-    def unlink(self) -> None:
-        self._cancel()
-
-    def connectionLost(self) -> None:
-        self._cancel()
 
 
 class ResetPeer(Behavior):

@@ -67,11 +67,7 @@ class SlicerFault(HoldingFault):
             pieces.append(piece(frame, position, stop))
             position = stop
         for each in pieces:
-            self.queue.append((0.0, each))
-            self.held += len(each.data)
-        if not self.paused and self.held > self.holdLimit():
-            self.paused = True
-            self.stage.pauseSource()
+            self.enqueue(each, 0.0)
         self.run()
 
     def _spacing(self) -> float:

@@ -5,7 +5,7 @@ The C{slow_close} behavior: the end of a stream comes late.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import Deadline
+from txvaurien.behaviors._timers import Deadline
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage

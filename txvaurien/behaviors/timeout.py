@@ -5,43 +5,27 @@ The C{timeout} behavior: nothing gets through, then the connection closes.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import Deadline, ownsConnectionTimer
-from txvaurien.behaviors.base import Behavior, Fault
+from txvaurien.behaviors._timers import ConnectionTimerFault
+from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
 from txvaurien.options import Number
 
 
-class TimeoutFault(Fault):
+class TimeoutFault(ConnectionTimerFault):
     """
     Drops every frame; the fault that owns the connection's timer closes
-    it C{timeout} milliseconds after it was made.
-
-    @ivar deadline: the pending close (a L{Deadline}), or L{None}.
+    it C{timeout} milliseconds after it was made (never, with 0).
     """
 
-    def __init__(self, stage: IStage) -> None:
-        Fault.__init__(self, stage)
-        self.deadline: Deadline | None = None
-        if ownsConnectionTimer(stage):
-            self.deadline = Deadline(stage, "timeout", self._close, zeroIsNever=True)
+    option = "timeout"
+    zeroIsNever = True
 
     def frameReceived(self, frame: Frame) -> None:
         self.stage.drop(frame)
 
-    def _close(self) -> None:
-        connection = self.stage.connection
-        connection.close("timeout behavior")
-
-    def _cancel(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-
-    def unlink(self) -> None:
-        self._cancel()
-
-    def connectionLost(self) -> None:
-        self._cancel()
+    def expire(self) -> None:
+        self.stage.connection.close("timeout behavior")
 
 
 class Timeout(Behavior):

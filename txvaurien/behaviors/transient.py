@@ -5,16 +5,14 @@ The C{transient} behavior: a short outage, then recovery.
 
 from __future__ import annotations
 
-from typing import Any
-
-from txvaurien.behaviors.base import Behavior, logDecision
-from txvaurien.behaviors.error import ERROR_OPTIONS, ErrorFault
+from txvaurien.behaviors.base import logDecision
+from txvaurien.behaviors.error import ERROR_OPTIONS, CountedErrors
 from txvaurien.frames import BOTH
 from txvaurien.interfaces import IStage
 from txvaurien.options import Number
 
 
-class Transient(Behavior):
+class Transient(CountedErrors):
     """
     Answer the first C{agitate} requests with the protocol's own error,
     like C{error}, then let every request through.
@@ -51,30 +49,13 @@ class Transient(Behavior):
         **ERROR_OPTIONS,
     }
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        Behavior.__init__(self, settings)
-        self.seen = 0
-
-    def reset(self) -> None:
+    def fails(self, stage: IStage, index: int) -> bool:
         """
-        Restart the count: the next C{agitate} requests fail again.
+        Fail the first C{agitate}; let the rest pass, logging the recovery.
         """
-        self.seen = 0
-
-    def strikes(self, stage: IStage) -> bool:
-        """
-        Count one request (or, with C{inject}, one response) and say
-        whether it fails.
-
-        @param stage: the stage of the fault asking, for the log.
-        """
-        index, self.seen = self.seen, self.seen + 1
         agitate = self.settings["agitate"]
         if index < agitate:
             return True
         if index == agitate:
             logDecision(stage, "recovered", agitate=agitate)
         return False
-
-    def buildFault(self, stage: IStage) -> ErrorFault:
-        return ErrorFault(stage)

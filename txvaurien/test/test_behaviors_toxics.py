@@ -86,6 +86,9 @@ def harness(
 
 
 def activeCalls(h: Harness) -> list[Any]:
+    """
+    The delayed calls still pending on the harness's clock.
+    """
     return [call for call in h.reactor.getDelayedCalls() if call.active()]
 
 
@@ -159,6 +162,35 @@ def assertFIN(case: SynchronousTestCase, side: Side) -> None:
 def assertOpen(case: SynchronousTestCase, side: Side) -> None:
     case.assertFalse(side.transport.disconnecting, "closed")
     case.assertFalse(side.transport.disconnected, "reset")
+
+
+def assertClosesAfter(
+    case: SynchronousTestCase, h: Harness, wait: float, rest: float, *sides: Side,
+) -> None:
+    """
+    C{sides} stay open for the next C{wait} seconds on the harness's clock,
+    and are closed (FIN) C{rest} seconds after that.
+    """
+    h.reactor.advance(wait)
+    for side in sides:
+        assertOpen(case, side)
+    h.reactor.advance(rest)
+    for side in sides:
+        assertFIN(case, side)
+
+
+def assertArrives(
+    case: SynchronousTestCase, h: Harness, side: Side, data: bytes,
+    wait: float, rest: float,
+) -> None:
+    """
+    Nothing more reaches C{side} in the next C{wait} seconds on the
+    harness's clock, and exactly C{data} does C{rest} seconds after that.
+    """
+    h.reactor.advance(wait)
+    case.assertEqual(side.received(), b"")
+    h.reactor.advance(rest)
+    case.assertEqual(side.received(), data)
 
 
 class InterfaceTests(Case):
@@ -322,10 +354,7 @@ class LatencyTests(Case):
         client.send(b"ping")
         self.assertEqual(backend.received(), b"ping")
         backend.send(b"pong")
-        h.reactor.advance(0.0999)
-        self.assertEqual(client.received(), b"")
-        h.reactor.advance(0.0001)
-        self.assertEqual(client.received(), b"pong")
+        assertArrives(self, h, client, b"pong", 0.0999, 0.0001)
         self.assertEqual(activeCalls(h), [])
 
     def test_bothDirections(self) -> None:
@@ -353,10 +382,7 @@ class LatencyTests(Case):
         backend.send(b"b")
         h.reactor.advance(0.006)
         self.assertEqual(client.received(), b"a")
-        h.reactor.advance(0.003)
-        self.assertEqual(client.received(), b"")
-        h.reactor.advance(0.001)
-        self.assertEqual(client.received(), b"b")
+        assertArrives(self, h, client, b"b", 0.003, 0.001)
 
     def test_zeroLatencyForwardsAtOnce(self) -> None:
         """
@@ -497,10 +523,7 @@ class LatencyTests(Case):
         backend.send(b"half\n")
         [decision] = log.decisions("latency")
         delay = decision["parameters"]["delay"] / 1000.0
-        h.reactor.advance(delay - 0.002 - 0.0001)
-        self.assertEqual(client.received(), b"")
-        h.reactor.advance(0.0001)
-        self.assertEqual(client.received(), b"first ")
+        assertArrives(self, h, client, b"first ", delay - 0.002 - 0.0001, 0.0001)
         h.reactor.advance(0.002)
         self.assertEqual(client.received(), b"half\n")
 
@@ -943,12 +966,7 @@ class TimeoutTests(Case):
         self.assertEqual(backend.received(), b"request")
         backend.send(b"response")
         self.assertEqual(client.received(), b"")
-        h.reactor.advance(1.999)
-        assertOpen(self, client)
-        assertOpen(self, backend)
-        h.reactor.advance(0.001)
-        assertFIN(self, client)
-        assertFIN(self, backend)
+        assertClosesAfter(self, h, 1.999, 0.001, client, backend)
         self.assertEqual(client.protocol.connection.reason, "timeout behavior")
 
     def test_zeroHoldsForever(self) -> None:
@@ -978,19 +996,13 @@ class TimeoutTests(Case):
         h = harness("100:timeout", {"timeout": {"timeout": "2000"}})
         client, backend = h.pair()
         h.table.behaviors["timeout"].settings["timeout"] = 3000.0
-        h.reactor.advance(2.5)
-        assertOpen(self, client)
-        h.reactor.advance(0.5)
-        assertFIN(self, client)
+        assertClosesAfter(self, h, 2.5, 0.5, client)
         h2 = harness("100:timeout", {"timeout": {"timeout": "10000"}})
         client2, _ = h2.pair()
         h2.reactor.advance(2)
         h2.table.behaviors["timeout"].settings["timeout"] = 2500.0
         # Deadlines look at their option once a second: at 3 s here.
-        h2.reactor.advance(0.999)
-        assertOpen(self, client2)
-        h2.reactor.advance(0.001)
-        assertFIN(self, client2)
+        assertClosesAfter(self, h2, 0.999, 0.001, client2)
 
     def test_bothDirectionsOneTimer(self) -> None:
         """
@@ -1043,10 +1055,7 @@ class TimeoutTests(Case):
         self.assertEqual(backend.received(), b"get a\n")
         backend.send(b"A\n")
         self.assertEqual(client.received(), b"")
-        h.reactor.advance(0.299)
-        assertOpen(self, client)
-        h.reactor.advance(0.001)
-        assertFIN(self, client)
+        assertClosesAfter(self, h, 0.299, 0.001, client)
 
 
 class ResetPeerTests(Case):
@@ -1173,10 +1182,7 @@ class SlicerTests(Case):
         client, backend = h.pair()
         backend.send(b"abcdefghij")
         self.assertEqual(client.received(), b"abcd")
-        h.reactor.advance(0.0019)
-        self.assertEqual(client.received(), b"")
-        h.reactor.advance(0.0001)
-        self.assertEqual(client.received(), b"efgh")
+        assertArrives(self, h, client, b"efgh", 0.0019, 0.0001)
         h.reactor.advance(0.002)
         self.assertEqual(client.received(), b"ij")
         h.reactor.advance(0.0005)

@@ -14,13 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.error import ConnectionLost
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from txvaurien import logs, options
+from txvaurien import options
 from txvaurien.behaviors.abort import Abort, AbortFault
 from txvaurien.behaviors.blackout import Blackout, BlackoutFault
 from txvaurien.behaviors.delay import Delay, DelayFault
@@ -41,15 +39,9 @@ from txvaurien.proxy import Stage
 from txvaurien.randomness import RandomSource
 from txvaurien.table import CONNECTION, REQUEST as REQUEST_SCOPE, buildTable
 from txvaurien.test.helpers import Harness, Side, testRegistry
+from txvaurien.test.test_behaviors_toxics import DecisionLog, activeCalls, assertArrives
 
 NAMES = ("delay", "error", "transient", "hang", "blackout", "abort")
-
-
-def activeCalls(harness: Harness) -> list[Any]:
-    """
-    The delayed calls still pending on the harness's clock.
-    """
-    return [c for c in harness.reactor.getDelayedCalls() if c.active()]
 
 
 def connectionRandom(harness: Harness, cid: int = 0) -> Any:
@@ -226,10 +218,7 @@ class DelayConnectionScopeTests(SynchronousTestCase):
         client, backend = harness.pair()
         client.send(b"ping")
         self.assertEqual(backend.received(), b"")
-        harness.reactor.advance(0.499)
-        self.assertEqual(backend.received(), b"")
-        harness.reactor.advance(0.001)
-        self.assertEqual(backend.received(), b"ping")
+        assertArrives(self, harness, backend, b"ping", 0.499, 0.001)
         backend.send(b"pong")
         self.assertEqual(client.received(), b"pong")
 
@@ -244,10 +233,22 @@ class DelayConnectionScopeTests(SynchronousTestCase):
         client.send(b"ping")
         self.assertEqual(backend.received(), b"ping")
         backend.send(b"pong")
-        harness.reactor.advance(1.999)
-        self.assertEqual(client.received(), b"")
-        harness.reactor.advance(0.001)
-        self.assertEqual(client.received(), b"pong")
+        assertArrives(self, harness, client, b"pong", 1.999, 0.001)
+
+    def test_shorterSleepDoesNotOvertake(self) -> None:
+        """
+        A chunk that arrives after C{sleep} was shortened on a live
+        connection still leaves after the chunk held before it.
+        """
+        harness = Harness("delay", settings={"delay": {"sleep": "1"}})
+        client, backend = harness.pair()
+        client.send(b"a")
+        harness.table.behaviors["delay"].settings["sleep"] = 0.25
+        client.send(b"b")
+        harness.reactor.advance(0.5)
+        self.assertEqual(backend.received(), b"")
+        harness.reactor.advance(0.5)
+        self.assertEqual(backend.received(), b"ab")
 
     def test_eachChunkShiftedInOrder(self) -> None:
         """
@@ -260,14 +261,8 @@ class DelayConnectionScopeTests(SynchronousTestCase):
         harness.reactor.advance(0.25)
         client.send(b"b")
         client.send(b"c")
-        harness.reactor.advance(0.625)
-        self.assertEqual(backend.received(), b"")
-        harness.reactor.advance(0.125)
-        self.assertEqual(backend.received(), b"a")
-        harness.reactor.advance(0.125)
-        self.assertEqual(backend.received(), b"")
-        harness.reactor.advance(0.125)
-        self.assertEqual(backend.received(), b"bc")
+        assertArrives(self, harness, backend, b"a", 0.625, 0.125)
+        assertArrives(self, harness, backend, b"bc", 0.125, 0.125)
 
     def test_sleepZeroPassesAtOnce(self) -> None:
         """
@@ -367,14 +362,10 @@ class DelayRequestScopeTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
-        logs.setLevel("debug")
-        self.addCleanup(logs.setLevel, "info")
+        self.log = DecisionLog(self)
 
     def _decision(self, index: int) -> str:
-        [decision] = [e["decision"] for e in self.events
+        [decision] = [e["decision"] for e in self.log.events
                       if e.get("event") == "decision" and e.get("request") == index
                       and e.get("behavior") is None]
         return decision
@@ -397,10 +388,9 @@ class DelayRequestScopeTests(SynchronousTestCase):
             seen.add(decision)
             if decision == "delay":
                 self.assertEqual(backend.received(), b"")
-                harness.reactor.advance(0.499)
-                self.assertEqual(backend.received(), b"")
-                harness.reactor.advance(0.001)
-            self.assertEqual(backend.received(), line)
+                assertArrives(self, harness, backend, line, 0.499, 0.001)
+            else:
+                self.assertEqual(backend.received(), line)
             backend.send(b"R%d\n" % i)
             self.assertEqual(client.received(), b"R%d\n" % i)
         self.assertEqual(seen, {"delay", "dummy"})
@@ -436,10 +426,7 @@ class DelayRequestScopeTests(SynchronousTestCase):
         client.send(b"get b\n")
         self.assertEqual(backend.received(), b"get b\n")
         backend.send(b"A\nB\n")
-        harness.reactor.advance(1.499)
-        self.assertEqual(client.received(), b"")
-        harness.reactor.advance(0.001)
-        self.assertEqual(client.received(), b"A\nB\n")
+        assertArrives(self, harness, client, b"A\nB\n", 1.499, 0.001)
 
 
 class ErrorTests(SynchronousTestCase):
