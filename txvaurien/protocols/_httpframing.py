@@ -32,6 +32,7 @@ from txvaurien import logs
 from txvaurien.frames import DATA, DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IFramer
 from txvaurien.protocols._httpheads import H11, Head, HeadReader, InvalidHead, readHead
+from txvaurien.protocols._textframing import CLOSE, UNFRAMED, MessageFramer
 
 if TYPE_CHECKING:
     from txvaurien.protocols.http import HTTPSession
@@ -52,8 +53,8 @@ _CHUNK_DATA = 3  # chunk data; `remaining` bytes to go
 _CHUNK_CR = 4  # the CRLF after chunk data
 _CHUNK_LF = 5  # the LF after chunk data's CR
 _TRAILER = 6  # trailer lines, until an empty one
-_CLOSE = 7  # everything until the end of the stream is the current message
-_DATA = 8  # unframed: each chunk read is one DATA message
+_CLOSE = CLOSE  # everything until the end of the stream is the current message
+_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
 _CUT = 9  # end the current message here, then unframed
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -97,38 +98,28 @@ def _chunkSize(line: bytes) -> int:
 
 
 @implementer(IFramer)
-class _Framer:
+class _Framer(MessageFramer):
     """
     What request and response framers share: the state machine of message
     bodies and the emission of frames.
 
-    @ivar state: what the next byte is.
-    @ivar message: the message being framed, or L{None} between messages.
-    @ivar first: whether the next frame of C{message} is its first.
-    @ivar held: bytes read but not yet framed (an incomplete head or line);
-        they come before the next bytes fed.
     @ivar reader: the L{HeadReader} of a head that came in pieces.
     @ivar scanned: how many bytes of C{held} were searched for the end of
         the head and given to C{reader}.
     @ivar lead: how many of those are empty lines before the head.
-    @ivar invalid: why the stream stopped being HTTP, or L{None}.
     """
 
-    direction = UPSTREAM
     request = True
+    protocolName = "HTTP"
+    log = _log
 
     def __init__(self, session: HTTPSession) -> None:
-        self.session = session
+        MessageFramer.__init__(self, session)
         self.state = _HEAD
-        self.message: Message | None = None
-        self.first = True
-        self.held = b""
-        self.count = 0
         self.remaining = 0
         self.reader: HeadReader | None = None
         self.scanned = 0
         self.lead = 0
-        self.invalid: str | None = None
         self.parserName = session.parserName
         self.settings = session.handler.settings
         # Whether _ended must be called (the request framer, once the
@@ -170,16 +161,12 @@ class _Framer:
 
     # Helpers
 
-    def _newMessage(
-        self, kind: str, meta: dict[str, Any], request: Message | None = None
-    ) -> Message:
-        index = self.count
-        self.count = index + 1
-        message = self.message = Message(self.direction, index, kind, meta, request)
-        self.first = True
-        return message
-
     def _emit(self, frames: list[Frame], data: bytes, last: bool) -> None:
+        """
+        L{MessageFramer._emit}, and after the last frame of a message: a
+        head comes next (unless the stream is no longer framed), and
+        L{_ended} is called.
+        """
         message = self.message
         assert message is not None
         frames.append(Frame(data, message, self.first, last))
@@ -198,19 +185,7 @@ class _Framer:
         """
         self.reader = None
         self.scanned = self.lead = 0
-        if self.invalid is None:
-            self.invalid = why
-            connection = self.session.connection
-            _log.warn(
-                "{proxy} #{cid} invalid HTTP from the {side}: {why}; "
-                "the rest of the {direction} stream passes unframed",
-                proxy=connection.proxy.name,
-                cid=connection.id,
-                side="client" if self.direction == UPSTREAM else "backend",
-                why=why,
-                direction=self.direction,
-                event="invalid",
-            )
+        self._logInvalid(why)
         self._invalid(why)
 
     # IFramer
@@ -424,21 +399,9 @@ class _Framer:
         return pos, prefix, mark, False
 
     def finish(self) -> list[Frame]:
-        """
-        The stream ended: what was held is framed, and an open message
-        ends.
-        """
-        frames: list[Frame] = []
-        held, self.held = self.held, b""
         self.reader = None
         self.scanned = self.lead = 0
-        if self.message is not None:
-            self.state = _CLOSE
-            self._emit(frames, held, True)
-        elif held:
-            frames.append(Frame(held, self._newMessage(DATA, {}), True, True))
-            self.message = None
-        return frames
+        return MessageFramer.finish(self)
 
 
 class RequestFramer(_Framer):
@@ -483,7 +446,7 @@ class RequestFramer(_Framer):
         if self.session.switched:
             self.state = _DATA
 
-    def tunnel(self) -> None:
+    def stop(self) -> None:
         """
         The backend accepted an upgrade or a C{CONNECT}: after the request
         being read, if any, the client's bytes are no longer HTTP.
@@ -493,14 +456,6 @@ class RequestFramer(_Framer):
             self.reader = None
             self.scanned = self.lead = 0
             self.state = _DATA
-
-    @property
-    def quiet(self) -> bool:
-        """
-        Whether this framer would frame every byte fed as it comes, holding
-        nothing: then it need not see them at all.
-        """
-        return self.state == _DATA and not self.held
 
     def _invalid(self, why: str) -> None:
         # A request in progress ends where its body stops making sense.
@@ -590,13 +545,7 @@ class ResponseFramer(_Framer):
     def finish(self) -> list[Frame]:
         self._settle()
         frames = _Framer.finish(self)
-        # Requests the backend never answered get an empty response, so
-        # that the end of the stream is not held behind them.
-        sent = self.session.sent
-        while sent:
-            message = self._newMessage(RESPONSE, {"unanswered": True}, sent.popleft())
-            frames.append(Frame(b"", message, True, True))
-            self.message = None
+        self._answerAll(frames)
         return frames
 
 

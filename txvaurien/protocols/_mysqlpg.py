@@ -15,7 +15,6 @@ buffered.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from zope.interface import implementer
@@ -24,6 +23,7 @@ from txvaurien import logs
 from txvaurien.frames import DATA, DOWNSTREAM, RESPONSE, Frame, Message
 from txvaurien.interfaces import IFramer
 from txvaurien.options import OptionType
+from txvaurien.protocols.base import PairingSession
 
 _log = logs.logger("txvaurien.protocols")
 
@@ -104,23 +104,20 @@ def remember(statements: dict[Any, str], key: Any, verb: str) -> None:
         del statements[next(iter(statements))]
 
 
-class SessionBase:
+class SessionBase(PairingSession):
     """
     State the framers of both directions of one connection share.
 
     @ivar raw: whether framing stopped (TLS, compression, or input the
         framers could not follow): from then on every chunk is one
         L{DATA} message.
-    @ivar sent: the requests the backend was sent that await a response,
-        oldest first.
     """
 
     protocolName = ""
 
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
+    def __init__(self, handler: Any, connection: Any) -> None:
+        PairingSession.__init__(self, handler, connection)
         self.raw = False
-        self.sent: deque[Message] = deque()
         self.upstream: UnitFramer
         self.downstream: UnitFramer
 
@@ -131,10 +128,6 @@ class SessionBase:
         or owes the end of a message: the proxy may then skip them.
         """
         return self.raw and self.upstream.clean and self.downstream.clean
-
-    def requestSent(self, request: Message) -> None:
-        if request.expectsResponse:
-            self.sent.append(request)
 
     def stopFraming(self, why: str, warn: bool = True) -> None:
         """

@@ -73,7 +73,82 @@ def _number(body: bytes) -> int | None:
     return int(body)
 
 
-class ReplyScanner:
+class _Scanner:
+    """
+    What both scanners share: reading a length or count line, and stepping
+    over a payload (a bulk string or an argument) and the CRLF after it.
+
+    @ivar numBuf: the start of a length or count line whose end has not
+        arrived.
+    @ivar left: the bytes of the current payload still to come, its CRLF
+        included.
+    @ivar capture: whether to capture the current payload.
+    @ivar capBuf: what was captured of it so far.
+    """
+
+    __slots__ = ("mode", "numBuf", "left", "capture", "capBuf")
+
+    mode: int
+    numBuf: bytes
+    left: int
+    capture: bool
+    capBuf: bytes
+
+    def _numberLine(self, data: bytes, pos: int, what: str) -> tuple[int, bytes]:
+        """
+        Read a length or count line (its text, after the type byte).
+
+        @param what: what the line gives, for error messages.
+        @return: the offset after the line and its text without the line
+            end, or C{(-1, b"")} if the line has not ended yet (everything
+            was consumed).
+        @raise ProtocolError: if the line is too long or not ended by CRLF.
+        """
+        nl = data.find(b"\n", pos)
+        have = len(self.numBuf)
+        if nl < 0:
+            if have + len(data) - pos > NUMBER_LIMIT:
+                raise ProtocolError(pos + NUMBER_LIMIT - have, what + " line too long")
+            self.numBuf += data[pos:]
+            return -1, b""
+        if have + nl - pos > NUMBER_LIMIT:
+            raise ProtocolError(pos + NUMBER_LIMIT - have, what + " line too long")
+        text = self.numBuf + data[pos:nl]
+        self.numBuf = b""
+        if not text.endswith(b"\r"):
+            raise ProtocolError(nl, what + " line not ended by CRLF")
+        return nl + 1, text[:-1]
+
+    def _payload(self, data: bytes, pos: int, what: str) -> int:
+        """
+        Step over what C{data[pos:]} holds of the current payload, checking
+        that its CRLF is one and capturing its start if C{capture}.
+
+        @param what: what the payload is, for error messages.
+        @return: the offset after what was stepped over; C{left} is 0 if
+            the payload ended there.
+        @raise ProtocolError: if the payload is not followed by CRLF.
+        """
+        left = self.left
+        avail = len(data) - pos
+        take = avail if avail < left else left
+        # The last two bytes of a payload are its CRLF.
+        body = left - 2
+        if take > body:
+            start = body if body > 0 else 0
+            expected = b"\r\n"[2 - left + start : 2 - left + take]
+            got = data[pos + start : pos + take]
+            if got != expected:
+                for i in range(len(got)):
+                    if got[i] != expected[i]:
+                        raise ProtocolError(pos + start + i, what + " not followed by CRLF")
+        if self.capture and body > 0:
+            self.capBuf += data[pos : pos + min(take, body)]
+        self.left = left - take
+        return pos + take
+
+
+class ReplyScanner(_Scanner):
     """
     Finds the end of each top-level RESP2 or RESP3 value a server sends:
     simple strings, errors, integers, doubles, booleans, nulls, big
@@ -98,12 +173,7 @@ class ReplyScanner:
     __slots__ = (
         "stack",
         "attrs",
-        "mode",
         "numType",
-        "numBuf",
-        "left",
-        "capture",
-        "capBuf",
         "endMarker",
         "streaming",
         "rtype",
@@ -210,30 +280,8 @@ class ReplyScanner:
         while pos < n:
             mode = self.mode
             if mode == _PAYLOAD:
-                left = self.left
-                avail = n - pos
-                if avail < left:
-                    take = avail
-                else:
-                    take = left
-                # The last two bytes of a payload are its CRLF.
-                body = left - 2
-                if take > body:
-                    start = body if body > 0 else 0
-                    expected = b"\r\n"[2 - left + start : 2 - left + take]
-                    got = data[pos + start : pos + take]
-                    if got != expected:
-                        for i in range(len(got)):
-                            if got[i] != expected[i]:
-                                raise ProtocolError(
-                                    pos + start + i, "bulk string not followed by CRLF"
-                                )
-                if self.capture and body > 0:
-                    self.capBuf += data[pos : pos + min(take, body)]
-                pos += take
-                left -= take
-                self.left = left
-                if left:
+                pos = self._payload(data, pos, "bulk string")
+                if self.left:
                     return -1
                 self.mode = _TYPE
                 if self.streaming:
@@ -315,22 +363,11 @@ class ReplyScanner:
                     return pos
                 continue
             # _NUMBER
-            nl = data.find(b"\n", pos)
-            have = len(self.numBuf)
-            if nl < 0:
-                if have + n - pos > NUMBER_LIMIT:
-                    raise ProtocolError(pos + NUMBER_LIMIT - have, "length line too long")
-                self.numBuf += data[pos:]
+            pos, digits = self._numberLine(data, pos, "length")
+            if pos < 0:
                 return -1
-            if have + nl - pos > NUMBER_LIMIT:
-                raise ProtocolError(pos + NUMBER_LIMIT - have, "length line too long")
-            text = self.numBuf + data[pos:nl]
-            self.numBuf = b""
-            if not text.endswith(b"\r"):
-                raise ProtocolError(nl, "length line not ended by CRLF")
-            digits = text[:-1]
+            nl = pos - 1
             t = self.numType
-            pos = nl + 1
             self.mode = _TYPE
             if t == _SEMI:
                 size = _number(digits)
@@ -413,7 +450,7 @@ _ARGUMENT = 4
 _INLINE = 5
 
 
-class RequestScanner:
+class RequestScanner(_Scanner):
     """
     Finds the end of each request a Redis client sends: a multi-bulk
     command (C{*<n>} then C{n} bulk strings) or an inline command (a line
@@ -425,8 +462,7 @@ class RequestScanner:
     @ivar request: the L{Request} being scanned.
     """
 
-    __slots__ = ("mode", "numBuf", "left", "remaining", "capture", "capBuf", "inlineBuf",
-                 "want", "request")
+    __slots__ = ("remaining", "inlineBuf", "want", "request")
 
     def __init__(self) -> None:
         self.mode = _START
@@ -453,24 +489,13 @@ class RequestScanner:
         @return: the offset after it and the number, or C{(-1, None)} if
             the line is not complete yet.
         """
-        n = len(data)
-        nl = data.find(b"\n", pos)
-        have = len(self.numBuf)
-        if nl < 0:
-            if have + n - pos > NUMBER_LIMIT:
-                raise ProtocolError(pos + NUMBER_LIMIT - have, what + " line too long")
-            self.numBuf += data[pos:]
+        end, text = self._numberLine(data, pos, what)
+        if end < 0:
             return -1, None
-        if have + nl - pos > NUMBER_LIMIT:
-            raise ProtocolError(pos + NUMBER_LIMIT - have, what + " line too long")
-        text = self.numBuf + data[pos:nl]
-        self.numBuf = b""
-        if not text.endswith(b"\r"):
-            raise ProtocolError(nl, what + " line not ended by CRLF")
-        value = _number(text[:-1])
+        value = _number(text)
         if value is None:
-            raise ProtocolError(nl, "invalid " + what)
-        return nl + 1, value
+            raise ProtocolError(end - 1, "invalid " + what)
+        return end, value
 
     def scan(self, data: bytes, pos: int = 0) -> int:
         """
@@ -484,26 +509,8 @@ class RequestScanner:
         while pos < n:
             mode = self.mode
             if mode == _ARGUMENT:
-                left = self.left
-                avail = n - pos
-                take = avail if avail < left else left
-                body = left - 2
-                if take > body:
-                    start = body if body > 0 else 0
-                    expected = b"\r\n"[2 - left + start : 2 - left + take]
-                    got = data[pos + start : pos + take]
-                    if got != expected:
-                        for i in range(len(got)):
-                            if got[i] != expected[i]:
-                                raise ProtocolError(
-                                    pos + start + i, "argument not followed by CRLF"
-                                )
-                if self.capture and body > 0:
-                    self.capBuf += data[pos : pos + min(take, body)]
-                pos += take
-                left -= take
-                self.left = left
-                if left:
+                pos = self._payload(data, pos, "argument")
+                if self.left:
                     return -1
                 if self.capture:
                     args = self.request.args

@@ -1,7 +1,8 @@
 """
-What the C{redis} and C{memcache} framers share: numbering messages,
-pairing responses with the requests the backend was really sent, and
-giving up on framing when a stream turns out to be invalid.
+What the C{redis} and C{memcache} handlers share: framers that number
+messages, pair responses with the requests the backend was really sent,
+and give up on framing when a stream turns out to be invalid; their
+session; and the text of the error replies they make up.
 
 Giving up means passing the rest of that direction through as L{DATA}
 messages, one per chunk, after one warning in the log: the bytes still
@@ -10,13 +11,21 @@ flow unchanged, behaviors simply stop seeing requests and responses there.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from txvaurien import logs
-from txvaurien.frames import DATA, RESPONSE, Frame, Message
+from txvaurien.frames import DATA, DOWNSTREAM, RESPONSE, Frame, Message
+from txvaurien.protocols.base import PairingSession
 
 _log = logs.logger("txvaurien.protocols")
+
+
+def oneLine(reason: str) -> bytes:
+    """
+    C{reason} as the text of a one-line error reply: white space runs,
+    line ends included, become single spaces.
+    """
+    return " ".join(reason.split()).encode("utf-8", "replace")
 
 
 class PairingFramer:
@@ -26,9 +35,12 @@ class PairingFramer:
     @ivar session: the session owning this framer.
     @ivar direction: C{"upstream"} or C{"downstream"}.
     @ivar count: the index the next message gets.
-    @ivar offset: bytes fed before the current chunk (for log messages).
+    @ivar offset: bytes fed so far, the current chunk included (for log
+        messages).
     @ivar raw: whether framing was given up: every chunk is a L{DATA}
         message.
+    @ivar rawNext: (upstream) whether to give up framing where the next
+        request starts, because its response would not be framed.
     """
 
     protocolName = "?"
@@ -39,6 +51,7 @@ class PairingFramer:
         self.count = 0
         self.offset = 0
         self.raw = False
+        self.rawNext = False
 
     def newMessage(
         self,
@@ -70,20 +83,39 @@ class PairingFramer:
         message = self.newMessage(RESPONSE, {"command": command, "empty": True}, request)
         return Frame(b"", message, True, True)
 
-    def flushSent(self, sent: deque[Message], frames: list[Frame]) -> None:
+    def flushSent(self, frames: list[Frame]) -> None:
         """
         Complete every request still waiting for a response with an empty
         one.
         """
+        sent = self.session.sent
         while sent:
             frames.append(self.emptyResponse(sent.popleft()))
 
-    def giveUp(self, offset: int, reason: str) -> None:
+    def unframed(self, data: bytes) -> list[Frame]:
         """
-        Stop framing this direction, and say so once in the log.
+        The frames of C{data} once framing was given up: downstream, an
+        empty response for each request still waiting (no framed response
+        will come), then C{data} as one L{DATA} message.
+        """
+        frames: list[Frame] = []
+        if self.direction == DOWNSTREAM:
+            self.flushSent(frames)
+        if data:
+            frames.append(self.dataFrame(data))
+        return frames
+
+    def giveUp(self, offset: int, reason: str, rest: bytes) -> list[Frame]:
+        """
+        Stop framing this direction, and say so once in the log.  Once the
+        responses are no longer framed, requests framed from now on would
+        wait for responses that never come: the upstream framer gives up
+        too, where its next request starts.
 
         @param offset: where in this direction's stream the input stopped
             making sense.
+        @param rest: the bytes of the current chunk from there on.
+        @return: the frames of C{rest} (L{unframed}).
         """
         self.raw = True
         connection = self.session.connection
@@ -99,3 +131,20 @@ class PairingFramer:
             reason=reason,
             event="unframed",
         )
+        if self.direction == DOWNSTREAM:
+            self.session.upstream.rawNext = True
+        return self.unframed(rest)
+
+
+class Session(PairingSession):
+    """
+    A session of two L{PairingFramer}s: it is passthrough once both gave
+    up framing.
+    """
+
+    upstream: PairingFramer
+    downstream: PairingFramer
+
+    @property
+    def passthrough(self) -> bool:
+        return self.upstream.raw and self.downstream.raw

@@ -4,6 +4,7 @@ Base classes for protocol handlers and their sessions.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, ClassVar
 
 from twisted.plugin import IPlugin
@@ -50,3 +51,32 @@ class ChunkFramer:
 
     def finish(self) -> list[Frame]:
         return []
+
+
+class PairingSession:
+    """
+    A base for protocol sessions (L{txvaurien.interfaces.IProtocolSession})
+    whose downstream framer pairs each response with the oldest request
+    the backend was sent and has not answered.
+
+    Requests a fault swallowed never reach the backend, and requests that
+    get no response (C{expectsResponse} false) are never answered: neither
+    waits in C{sent}.
+
+    @ivar handler: the protocol handler, whose C{settings} the session
+        reads.
+    @ivar connection: the L{IConnection}.
+    @ivar sent: the requests written to the backend that still wait for
+        their response, oldest first.
+    """
+
+    serverSpeaksFirst = False
+
+    def __init__(self, handler: Any, connection: IConnection) -> None:
+        self.handler = handler
+        self.connection = connection
+        self.sent: deque[Message] = deque()
+
+    def requestSent(self, request: Message) -> None:
+        if request.expectsResponse:
+            self.sent.append(request)

@@ -14,7 +14,6 @@ L{txvaurien.protocols._httpheads}.
 from __future__ import annotations
 
 import re
-from collections import deque
 from http import HTTPStatus
 from typing import Any, ClassVar
 from weakref import WeakSet
@@ -27,6 +26,7 @@ from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Choice
 from txvaurien.protocols._httpframing import RequestFramer, ResponseFramer
 from txvaurien.protocols._httpheads import HTTPTOOLS, PARSERS
+from txvaurien.protocols._textframing import SwitchingSession
 from txvaurien.protocols.base import ProtocolHandler
 
 _log = logs.logger("txvaurien.protocols.http")
@@ -114,56 +114,28 @@ def backendAuthority(backend: Any) -> str | None:
 
 
 @implementer(IProtocolSession)
-class HTTPSession:
+class HTTPSession(SwitchingSession):
     """
     One connection's HTTP: a L{RequestFramer} upstream, a
     L{ResponseFramer} downstream, and the requests the backend was sent
-    and has not answered yet, oldest first.
+    and has not answered yet (C{sent}), oldest first.
 
-    @ivar sent: the requests written to the backend and not yet answered.
     @ivar switched: whether the connection left HTTP (an accepted
         upgrade or C{CONNECT}, or a backend that does not speak HTTP).
     @ivar parserName: C{"httptools"} or C{"h11"}, fixed for the
         connection.
     """
 
-    serverSpeaksFirst = False
+    protocolName = "HTTP"
+    log = _log
+    handler: "HTTP"
 
     def __init__(self, handler: "HTTP", connection: IConnection) -> None:
-        self.handler = handler
-        self.connection = connection
-        self.sent: deque[Message] = deque()
-        self.switched = False
+        SwitchingSession.__init__(self, handler, connection)
         self.parserName = handler.settings["parser"]
         self.upstream = RequestFramer(self)
         self.downstream = ResponseFramer(self)
         self._host: bytes | None = None
-
-    @property
-    def passthrough(self) -> bool:
-        """
-        C{True} once the connection left HTTP and the client's framer holds
-        nothing.
-        """
-        return self.switched and self.upstream.quiet
-
-    def switch(self) -> None:
-        """
-        The connection leaves HTTP: what follows the current messages is
-        passed through unframed.
-        """
-        if self.switched:
-            return
-        self.switched = True
-        self.upstream.tunnel()
-        _log.debug(
-            "{proxy} #{cid} leaves HTTP; the rest passes through",
-            proxy=self.connection.proxy.name,
-            cid=self.connection.id,
-        )
-
-    def requestSent(self, request: Message) -> None:
-        self.sent.append(request)
 
     def rewriteHost(self, head: bytes) -> bytes:
         """

@@ -12,7 +12,6 @@ C{END} (retrieval, C{stats}).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from zope.interface import implementer
@@ -20,7 +19,7 @@ from zope.interface import implementer
 from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
-from txvaurien.protocols._resp_framing import PairingFramer
+from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
 from txvaurien.protocols.base import ProtocolHandler
 
 #: Longest command line read before the command is known to be valid;
@@ -191,8 +190,39 @@ def parseCommand(line: bytes) -> tuple[dict[str, Any], bool, int | None]:
     return meta, expects, size
 
 
+class _Framer(PairingFramer):
+    """
+    What both memcache framers share.
+
+    @ivar mode: L{_LINE} (reading a line), L{_DATA} (C{left} bytes of a
+        data block and its CRLF to go) or L{_SKIP} (the rest of a line).
+    @ivar current: the message being framed, or L{None} between messages.
+    @ivar first: whether the next frame of C{current} is its first.
+    @ivar held: the start of a line whose end has not arrived.
+    """
+
+    protocolName = "memcache text protocol"
+
+    def __init__(self, session: "MemcacheSession", direction: str) -> None:
+        PairingFramer.__init__(self, session, direction)
+        self.mode = _LINE
+        self.current: Message | None = None
+        self.first = False
+        self.held = b""
+        self.left = 0
+
+    def _end(self, frames: list[Frame], chunk: bytes) -> None:
+        """
+        The current message ends with C{chunk}.
+        """
+        current = self.current
+        assert current is not None
+        frames.append(Frame(chunk, current, self.first, True))
+        self.current = None
+
+
 @implementer(IFramer)
-class CommandFramer(PairingFramer):
+class CommandFramer(_Framer):
     """
     Cuts a client's stream into commands.
 
@@ -201,16 +231,8 @@ class CommandFramer(PairingFramer):
     C{get}); a data block follows as it arrives.
     """
 
-    protocolName = "memcache text protocol"
-
     def __init__(self, session: "MemcacheSession") -> None:
-        PairingFramer.__init__(self, session, UPSTREAM)
-        self.mode = _LINE
-        self.current: Message | None = None
-        self.first = False
-        self.held = b""
-        self.left = 0
-        self.rawNext = False
+        _Framer.__init__(self, session, UPSTREAM)
 
     def _start(self, line: bytes, complete: bool) -> Message:
         if line.endswith(b"\r") and complete:
@@ -223,9 +245,9 @@ class CommandFramer(PairingFramer):
 
     def feed(self, data: bytes) -> list[Frame]:
         n = len(data)
+        self.offset += n
         if self.raw:
-            self.offset += n
-            return [self.dataFrame(data)] if data else []
+            return self.unframed(data)
         frames: list[Frame] = []
         pos = 0
         seg = 0
@@ -301,19 +323,11 @@ class CommandFramer(PairingFramer):
                     seg = pos
         except _Invalid as e:
             self._invalid(data, seg, prefix, e, frames)
-            self.offset += n
             return frames
         if self.current is not None and (seg < n or prefix):
             frames.append(Frame(prefix + data[seg:n], self.current, self.first, False))
             self.first = False
-        self.offset += n
         return frames
-
-    def _end(self, frames: list[Frame], chunk: bytes) -> None:
-        current = self.current
-        assert current is not None
-        frames.append(Frame(chunk, current, self.first, True))
-        self.current = None
 
     def _invalid(
         self, data: bytes, seg: int, prefix: bytes, error: _Invalid, frames: list[Frame]
@@ -322,13 +336,10 @@ class CommandFramer(PairingFramer):
         # passed through as data.
         start = error.offset
         if self.current is not None:
-            frames.append(Frame(prefix + data[seg:start], self.current, self.first, True))
-            self.current = None
-        rest = self.held + data[start:]
-        self.giveUp(self.offset + start - len(self.held), error.reason)
-        self.held = b""
-        if rest:
-            frames.append(self.dataFrame(rest))
+            self._end(frames, prefix + data[seg:start])
+        held, self.held = self.held, b""
+        frames.extend(self.giveUp(self.offset - len(data) + start - len(held), error.reason,
+                                  held + data[start:]))
 
     def finish(self) -> list[Frame]:
         if self.raw:
@@ -347,7 +358,7 @@ def _isListingEnd(line: bytes) -> bool:
 
 
 @implementer(IFramer)
-class ResponseFramer(PairingFramer):
+class ResponseFramer(_Framer):
     """
     Cuts a server's stream into responses.
 
@@ -359,18 +370,11 @@ class ResponseFramer(PairingFramer):
     given an empty response.
     """
 
-    protocolName = "memcache text protocol"
-
     def __init__(self, session: "MemcacheSession") -> None:
-        PairingFramer.__init__(self, session, DOWNSTREAM)
+        _Framer.__init__(self, session, DOWNSTREAM)
         self.sent = session.sent
-        self.mode = _LINE
         self.shape = _SINGLE
-        self.current: Message | None = None
-        self.first = False
-        self.held = b""
         self.line = b""
-        self.left = 0
         self.absorb: Message | None = None
 
     def _couldAnswer(self, request: Message, code: bytes, words: list[bytes]) -> bool:
@@ -460,17 +464,12 @@ class ResponseFramer(PairingFramer):
 
     def feed(self, data: bytes) -> list[Frame]:
         n = len(data)
+        self.offset += n
         if self.raw:
-            frames: list[Frame] = []
-            self.flushSent(self.sent, frames)
-            if data:
-                frames.append(self.dataFrame(data))
-            self.offset += n
-            return frames
+            return self.unframed(data)
         if self.absorb is not None:
-            self.offset += n
             return [Frame(data, self.absorb, False, False)]
-        frames = []
+        frames: list[Frame] = []
         pos = 0
         seg = 0
         prefix = b""
@@ -523,36 +522,23 @@ class ResponseFramer(PairingFramer):
                     seg = pos
         except _Invalid as e:
             self._invalid(data, seg, prefix, e, frames)
-            self.offset += n
             return frames
         if self.current is not None and (seg < n or prefix):
             frames.append(Frame(prefix + data[seg:n], self.current, self.first, False))
             self.first = False
-        self.offset += n
         return frames
-
-    def _end(self, frames: list[Frame], chunk: bytes) -> None:
-        current = self.current
-        assert current is not None
-        frames.append(Frame(chunk, current, self.first, True))
-        self.current = None
 
     def _invalid(
         self, data: bytes, seg: int, prefix: bytes, error: _Invalid, frames: list[Frame]
     ) -> None:
         at = error.offset
         if self.current is not None:
-            frames.append(Frame(prefix + data[seg:at], self.current, self.first, True))
-            self.current = None
+            self._end(frames, prefix + data[seg:at])
         elif self.held:
             frames.append(self.dataFrame(self.held))
         self.held = b""
         self.line = b""
-        self.giveUp(self.offset + at, error.reason)
-        self.flushSent(self.sent, frames)
-        if at < len(data):
-            frames.append(self.dataFrame(data[at:]))
-        self.session.upstream.rawNext = True
+        frames.extend(self.giveUp(self.offset - len(data) + at, error.reason, data[at:]))
 
     def finish(self) -> list[Frame]:
         frames: list[Frame] = []
@@ -570,35 +556,24 @@ class ResponseFramer(PairingFramer):
             message = self._classify(line, frames)
             frames.append(Frame(held, message, True, True))
         if not self.raw:
-            self.flushSent(self.sent, frames)
+            self.flushSent(frames)
         return frames
 
 
 @implementer(IProtocolSession)
-class MemcacheSession:
+class MemcacheSession(Session):
     """
-    One connection's memcache framing (L{IProtocolSession}).
-
-    @ivar sent: the commands written to the backend that still wait for
-        their response, oldest first.
+    One connection's memcache framing (L{IProtocolSession}): C{sent} holds
+    the commands written to the backend that still wait for their
+    response.
     """
 
-    serverSpeaksFirst = False
+    handler: "Memcache"
 
     def __init__(self, handler: "Memcache", connection: IConnection) -> None:
-        self.handler = handler
-        self.connection = connection
-        self.sent: deque[Message] = deque()
+        Session.__init__(self, handler, connection)
         self.upstream = CommandFramer(self)
         self.downstream = ResponseFramer(self)
-
-    @property
-    def passthrough(self) -> bool:
-        return self.upstream.raw and self.downstream.raw
-
-    def requestSent(self, request: Message) -> None:
-        if request.expectsResponse:
-            self.sent.append(request)
 
     def errorReply(
         self, request: Message | None, reason: str, code: int | None = None
@@ -614,8 +589,7 @@ class MemcacheSession:
         kind = self.handler.settings["error"]
         if kind == "ERROR":
             return b"ERROR\r\n"
-        text = " ".join(reason.split()).encode("utf-8", "replace")
-        return kind.encode("ascii") + b" " + text + b"\r\n"
+        return kind.encode("ascii") + b" " + oneLine(reason) + b"\r\n"
 
     def _settleQuiet(self, request: Message) -> None:
         """
@@ -636,8 +610,7 @@ class MemcacheSession:
             self.connection.reply(r, b"")
 
     def connectFailed(self, reason: str) -> bytes:
-        text = " ".join(reason.split()).encode("utf-8", "replace")
-        return b"SERVER_ERROR backend unavailable: " + text + b"\r\n"
+        return b"SERVER_ERROR backend unavailable: " + oneLine(reason) + b"\r\n"
 
 
 class Memcache(ProtocolHandler):

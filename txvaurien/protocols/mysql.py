@@ -197,23 +197,53 @@ def errPacket(sequence: int, code: int, sqlstate: str | None, message: str) -> b
     return packet(sequence, payload)
 
 
-class MySQLRequestFramer(UnitFramer):
+class _PacketFramer(UnitFramer):
+    """
+    What both MySQL framers share: a packet is a 3-byte length, a sequence
+    id and a payload, which the next packet continues when it is
+    L{MAX_PACKET} bytes long; framing may stop once a packet has passed
+    (the connection switches to TLS or to compression).
+
+    @ivar continuing: whether the next packet continues this one.
+    @ivar stopAfter: why framing stops once the current packet (and the
+        packets continuing it) passed, or L{None}.
+    """
+
+    def __init__(self, direction: str, session: MySQLSession) -> None:
+        UnitFramer.__init__(self, direction, session)
+        self.mysql = session
+        self.continuing = False
+        self.stopAfter: str | None = None
+
+    def _header(self, data: bytes, pos: int, n: int) -> tuple[int, int]:
+        if n - pos < 4:
+            return 0, 0
+        return 4, data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+
+    def _stopAfterPacket(self, why: str) -> None:
+        """
+        Stop framing once the current packet passed.
+        """
+        self.stopAfter = why
+        self.switching = True
+
+    def _unitDone(self) -> None:
+        if self.continuing:
+            self.switching = True
+        elif self.stopAfter is not None:
+            why, self.stopAfter = self.stopAfter, None
+            self.mysql.stopFraming(why, warn=False)
+
+
+class MySQLRequestFramer(_PacketFramer):
     """
     Frames what the client sends: handshake packets, commands and the
     data the server asks for within a command.
     """
 
     def __init__(self, session: MySQLSession) -> None:
-        UnitFramer.__init__(self, UPSTREAM, session)
-        self.mysql = session
-        self.continuing = False
+        _PacketFramer.__init__(self, UPSTREAM, session)
         self.handshakeSeen = False
-        self.tlsNext = False
-
-    def _header(self, data: bytes, pos: int, n: int) -> tuple[int, int]:
-        if n - pos < 4:
-            return 0, 0
-        return 4, data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
 
     def _unit(self, data: bytes, pos: int, size: int, length: int) -> tuple[Message, bool]:
         session = self.mysql
@@ -232,20 +262,21 @@ class MySQLRequestFramer(UnitFramer):
             return self._command(data, body, length), ends
         if session.phase == _HANDSHAKE_PHASE and not self.handshakeSeen:
             self.handshakeSeen = True
-            self._handshake(data, body, length)
-            meta = {"phase": _HANDSHAKE_PHASE, "ssl": self.tlsNext}
+            meta = {"phase": _HANDSHAKE_PHASE, "ssl": self._handshake(data, body, length)}
         else:
             meta = {"phase": session.phase}
         return self.newMessage(DATA, meta), ends
 
-    def _handshake(self, data: bytes, body: int, length: int) -> None:
+    def _handshake(self, data: bytes, body: int, length: int) -> bool:
         """
         Read the client's capabilities from its first packet (handshake
         response or SSL request).
+
+        @return: whether it is an SSL request (TLS follows it).
         """
         session = self.mysql
         if length < 2:
-            return
+            return False
         capabilities = int16(data, body)
         if capabilities & CLIENT_PROTOCOL_41 and length >= 4:
             capabilities |= int16(data, body + 2) << 16
@@ -256,7 +287,9 @@ class MySQLRequestFramer(UnitFramer):
         session.clientCapabilities = capabilities
         session.capabilities = session.serverCapabilities & capabilities
         if capabilities & CLIENT_SSL:
-            self.tlsNext = self.switching = True
+            self._stopAfterPacket("SSL request")
+            return True
+        return False
 
     def _command(self, data: bytes, body: int, length: int) -> Message:
         session = self.mysql
@@ -290,35 +323,20 @@ class MySQLRequestFramer(UnitFramer):
             session.statements.clear()
         return self.newMessage(REQUEST, meta, expectsResponse=response != _NONE)
 
-    def _unitDone(self) -> None:
-        if self.continuing:
-            self.switching = True
-        elif self.tlsNext:
-            self.tlsNext = False
-            self.mysql.stopFraming("SSL request", warn=False)
 
-
-class MySQLResponseFramer(UnitFramer):
+class MySQLResponseFramer(_PacketFramer):
     """
     Frames what the server sends: greeting, handshake, and responses,
     which it pairs with the commands the backend was sent.
     """
 
     def __init__(self, session: MySQLSession) -> None:
-        UnitFramer.__init__(self, DOWNSTREAM, session)
-        self.mysql = session
-        self.continuing = False
+        _PacketFramer.__init__(self, DOWNSTREAM, session)
         self.logicalEnds = False
         self.expected = 0
         self.checked = True
         self.state = _SINGLE
         self.columns = 0
-        self.switchNext = False
-
-    def _header(self, data: bytes, pos: int, n: int) -> tuple[int, int]:
-        if n - pos < 4:
-            return 0, 0
-        return 4, data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
 
     def _unit(self, data: bytes, pos: int, size: int, length: int) -> tuple[Message, bool] | None:
         session = self.mysql
@@ -373,7 +391,7 @@ class MySQLResponseFramer(UnitFramer):
             session.phase = _COMMAND_PHASE
             session.clientTurn = False
             if session.capabilities & (CLIENT_COMPRESS | CLIENT_ZSTD_COMPRESSION):
-                self.switchNext = self.switching = True
+                self._stopAfterPacket("compression negotiated")
         return message, not self.continuing
 
     def _greeting(self, data: bytes, body: int, end: int) -> None:
@@ -539,13 +557,6 @@ class MySQLResponseFramer(UnitFramer):
         self.mysql.clientTurn = True
         self.checked = False
 
-    def _unitDone(self) -> None:
-        if self.continuing:
-            self.switching = True
-        elif self.switchNext:
-            self.switchNext = False
-            self.mysql.stopFraming("compression negotiated", warn=False)
-
 
 @implementer(IProtocolSession)
 class MySQLSession(SessionBase):
@@ -565,10 +576,10 @@ class MySQLSession(SessionBase):
 
     serverSpeaksFirst = True
     protocolName = "mysql"
+    handler: MySQL
 
     def __init__(self, handler: MySQL, connection: IConnection) -> None:
-        SessionBase.__init__(self, connection)
-        self.handler = handler
+        SessionBase.__init__(self, handler, connection)
         self.phase = _GREETING_PHASE
         self.serverCapabilities = 0
         self.clientCapabilities = 0

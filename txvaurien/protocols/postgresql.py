@@ -342,10 +342,10 @@ class PostgreSQLSession(SessionBase):
 
     serverSpeaksFirst = False
     protocolName = "postgresql"
+    handler: PostgreSQL
 
     def __init__(self, handler: PostgreSQL, connection: IConnection) -> None:
-        SessionBase.__init__(self, connection)
-        self.handler = handler
+        SessionBase.__init__(self, handler, connection)
         self.startup = True
         self.awaiting: bytes | None = None
         self.status = b"I"

@@ -12,7 +12,6 @@ messages, client-side caching invalidations, C{MONITOR} lines).
 from __future__ import annotations
 
 import re
-from collections import deque
 from typing import Any
 
 from zope.interface import implementer
@@ -21,7 +20,7 @@ from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Fram
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import OptionType
 from txvaurien.protocols._resp import CAPTURE, ProtocolError, ReplyScanner, RequestScanner
-from txvaurien.protocols._resp_framing import PairingFramer
+from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
 from txvaurien.protocols.base import ProtocolHandler
 
 #: Commands answered by one reply per channel (or one per subscription,
@@ -181,7 +180,6 @@ class RequestFramer(PairingFramer):
         self.held = b""
         self.replyOff = False
         self.skipNext = False
-        self.rawNext = False
 
     def _decidable(self) -> bool:
         request = self.scanner.request
@@ -232,7 +230,7 @@ class RequestFramer(PairingFramer):
         n = len(data)
         self.offset += n
         if self.raw:
-            return [self.dataFrame(data)] if data else []
+            return self.unframed(data)
         frames: list[Frame] = []
         pos = 0
         while pos < n:
@@ -324,9 +322,7 @@ class RequestFramer(PairingFramer):
             frames.append(Frame(self.held + data[start:at], self._start(), True, True))
         self.current = None
         self.held = b""
-        self.giveUp(self.offset - len(data) + at, error.reason)
-        if at < len(data):
-            frames.append(self.dataFrame(data[at:]))
+        frames.extend(self.giveUp(self.offset - len(data) + at, error.reason, data[at:]))
 
     def finish(self) -> list[Frame]:
         if self.raw:
@@ -524,14 +520,11 @@ class ReplyFramer(PairingFramer):
     def feed(self, data: bytes) -> list[Frame]:
         n = len(data)
         self.offset += n
-        frames: list[Frame] = []
         if self.raw:
-            self.flushSent(self.sent, frames)
-            if data:
-                frames.append(self.dataFrame(data))
-            return frames
+            return self.unframed(data)
         if self.absorb is not None:
             return [Frame(data, self.absorb, False, False)]
+        frames: list[Frame] = []
         pos = 0
         while pos < n:
             if (
@@ -639,13 +632,7 @@ class ReplyFramer(PairingFramer):
         self.current = None
         self.held = b""
         self.absorb = None
-        self.giveUp(self.offset - len(data) + at, error.reason)
-        self.flushSent(self.sent, frames)
-        if at < len(data):
-            frames.append(self.dataFrame(data[at:]))
-        # Requests framed from now on would wait for replies that will not
-        # be framed.
-        self.session.upstream.rawNext = True
+        frames.extend(self.giveUp(self.offset - len(data) + at, error.reason, data[at:]))
 
     def finish(self) -> list[Frame]:
         frames: list[Frame] = []
@@ -671,7 +658,7 @@ class ReplyFramer(PairingFramer):
             self.subscription = None
         self.absorb = None
         # No reply will come for what is still waiting.
-        self.flushSent(self.sent, frames)
+        self.flushSent(frames)
         return frames
 
     _pendingEnd: Message | None = None
@@ -681,38 +668,19 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("ascii", "replace")
 
 
-def _clean(reason: str) -> bytes:
-    """
-    A reason as one line of an error reply.
-    """
-    return " ".join(reason.split()).encode("utf-8", "replace")
-
-
 @implementer(IProtocolSession)
-class RedisSession:
+class RedisSession(Session):
     """
-    One connection's RESP framing (L{IProtocolSession}).
-
-    @ivar sent: the commands written to the backend that still wait for
-        their reply, oldest first.
+    One connection's RESP framing (L{IProtocolSession}): C{sent} holds the
+    commands written to the backend that still wait for their reply.
     """
 
-    serverSpeaksFirst = False
+    handler: "Redis"
 
     def __init__(self, handler: "Redis", connection: IConnection) -> None:
-        self.handler = handler
-        self.connection = connection
-        self.sent: deque[Message] = deque()
+        Session.__init__(self, handler, connection)
         self.upstream = RequestFramer(self)
         self.downstream = ReplyFramer(self)
-
-    @property
-    def passthrough(self) -> bool:
-        return self.upstream.raw and self.downstream.raw
-
-    def requestSent(self, request: Message) -> None:
-        if request.expectsResponse:
-            self.sent.append(request)
 
     def errorReply(
         self, request: Message | None, reason: str, code: int | None = None
@@ -724,11 +692,11 @@ class RedisSession:
         if request is not None and not request.expectsResponse:
             return b""
         prefix = self.handler.settings["error_prefix"].encode("ascii")
-        return b"-" + prefix + b" " + _clean(reason) + b"\r\n"
+        return b"-" + prefix + b" " + oneLine(reason) + b"\r\n"
 
     def connectFailed(self, reason: str) -> bytes:
         prefix = self.handler.settings["error_prefix"].encode("ascii")
-        return b"-" + prefix + b" backend unavailable: " + _clean(reason) + b"\r\n"
+        return b"-" + prefix + b" backend unavailable: " + oneLine(reason) + b"\r\n"
 
 
 class ErrorCode(OptionType):

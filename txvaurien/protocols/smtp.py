@@ -20,7 +20,6 @@ through: TLS cannot be framed.
 from __future__ import annotations
 
 import re
-from collections import deque
 from typing import Any, ClassVar
 
 from zope.interface import implementer
@@ -39,6 +38,7 @@ from txvaurien.frames import (
 )
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
+from txvaurien.protocols._textframing import CLOSE, UNFRAMED, MessageFramer, SwitchingSession
 from txvaurien.protocols.base import ProtocolHandler
 
 _log = logs.logger("txvaurien.protocols.smtp")
@@ -58,8 +58,8 @@ CLOSE_WAIT = 10.0
 _LINE = 0  # at the start of a line (command or reply)
 _BODY = 1  # message content after DATA, until <CRLF>.<CRLF>
 _CHUNK = 2  # BDAT chunk data; `remaining` bytes to go
-_CLOSE = 3  # the current message goes on until the end of the stream
-_DATA = 4  # unframed: each chunk read is one DATA message
+_CLOSE = CLOSE  # the current message goes on until the end of the stream
+_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
 
 _TERMINATOR = b"\r\n.\r\n"
 _BDAT = re.compile(rb"^BDAT[ \t]+(\d{1,18})(?:[ \t]+LAST)?[ \t]*\r?\n$", re.IGNORECASE)
@@ -94,72 +94,17 @@ def _verb(line: bytes) -> str:
     return word[:16].upper().decode("ascii", "replace")
 
 
-class _Framer:
+class _Framer(MessageFramer):
     """
     What both SMTP framers share.
     """
 
-    direction = UPSTREAM
+    protocolName = "SMTP"
+    log = _log
 
     def __init__(self, session: SMTPSession) -> None:
-        self.session = session
+        MessageFramer.__init__(self, session)
         self.state = _LINE
-        self.message: Message | None = None
-        self.first = True
-        self.held = b""
-        self.count = 0
-        self.invalid: str | None = None
-
-    def _newMessage(
-        self, kind: str, meta: dict[str, Any], request: Message | None = None,
-        expectsResponse: bool = True,
-    ) -> Message:
-        index = self.count
-        self.count = index + 1
-        message = self.message = Message(
-            self.direction, index, kind, meta, request, expectsResponse)
-        self.first = True
-        return message
-
-    def _emit(self, frames: list[Frame], data: bytes, last: bool) -> None:
-        message = self.message
-        assert message is not None
-        frames.append(Frame(data, message, self.first, last))
-        self.first = False
-        if last:
-            self.message = None
-            self.first = True
-
-    def _logInvalid(self, why: str) -> None:
-        if self.invalid is not None:
-            return
-        self.invalid = why
-        connection = self.session.connection
-        _log.warn(
-            "{proxy} #{cid} invalid SMTP from the {side}: {why}; "
-            "the rest of the {direction} stream passes unframed",
-            proxy=connection.proxy.name,
-            cid=connection.id,
-            side="client" if self.direction == UPSTREAM else "backend",
-            why=why,
-            direction=self.direction,
-            event="invalid",
-        )
-
-    def finish(self) -> list[Frame]:
-        """
-        The stream ended: what was held is framed, and an open message
-        ends.
-        """
-        frames: list[Frame] = []
-        held, self.held = self.held, b""
-        if self.message is not None:
-            self.state = _CLOSE
-            self._emit(frames, held, True)
-        elif held:
-            frames.append(Frame(held, self._newMessage(DATA, {}), True, True))
-            self.message = None
-        return frames
 
 
 @implementer(IFramer)
@@ -182,13 +127,6 @@ class CommandFramer(_Framer):
         self.remaining = 0
         self.tail = b""
         self.authNext = False
-
-    @property
-    def quiet(self) -> bool:
-        """
-        Whether every byte fed would be passed on unframed at once.
-        """
-        return self.state == _DATA and not self.held
 
     def stop(self) -> None:
         """
@@ -414,64 +352,32 @@ class ReplyFramer(_Framer):
             self._start(code if code is not None else 0)
             self.held = held
         frames = _Framer.finish(self)
-        # Commands the backend never answered get an empty reply, so that
-        # the end of the stream is not held behind them.
-        sent = self.session.sent
-        while sent:
-            message = self._newMessage(RESPONSE, {"unanswered": True}, sent.popleft())
-            frames.append(Frame(b"", message, True, True))
-            self.message = None
+        self._answerAll(frames)
         return frames
 
 
 @implementer(IProtocolSession)
-class SMTPSession:
+class SMTPSession(SwitchingSession):
     """
     One connection's SMTP: a L{CommandFramer} upstream, a L{ReplyFramer}
     downstream, and the commands the backend was sent and has not answered
-    yet, oldest first.
+    yet (C{sent}), oldest first.
 
-    @ivar sent: the requests written to the backend and not yet answered.
     @ivar switched: whether the connection left SMTP (an accepted
         C{STARTTLS}, or a backend that does not speak SMTP).
     @ivar closing: whether an error reply asked to close the connection.
     """
 
     serverSpeaksFirst = True
+    protocolName = "SMTP"
+    log = _log
+    handler: "SMTP"
 
     def __init__(self, handler: "SMTP", connection: IConnection) -> None:
-        self.handler = handler
-        self.connection = connection
-        self.sent: deque[Message] = deque()
-        self.switched = False
+        SwitchingSession.__init__(self, handler, connection)
         self.closing = False
         self.upstream = CommandFramer(self)
         self.downstream = ReplyFramer(self)
-
-    @property
-    def passthrough(self) -> bool:
-        """
-        C{True} once the connection left SMTP and the client's framer holds
-        nothing.
-        """
-        return self.switched and self.upstream.quiet
-
-    def switch(self) -> None:
-        """
-        The connection leaves SMTP: what follows is passed through.
-        """
-        if self.switched:
-            return
-        self.switched = True
-        self.upstream.stop()
-        _log.debug(
-            "{proxy} #{cid} leaves SMTP; the rest passes through",
-            proxy=self.connection.proxy.name,
-            cid=self.connection.id,
-        )
-
-    def requestSent(self, request: Message) -> None:
-        self.sent.append(request)
 
     def errorReply(
         self, request: Message | None, reason: str, code: int | None = None
