@@ -1,8 +1,9 @@
 """
 Helpers for the control plane's tests: a control server built by
 C{twistd vaurien}'s own option parsing and service maker, on the real
-reactor and ephemeral ports of 127.0.0.1; an HTTP client for it; an echo
-backend; clients that stream bytes through a proxy.
+reactor and ephemeral ports of 127.0.0.1; an HTTP client for it; echo and
+greeting backends; clients that stream bytes or lines through a proxy;
+C{twistd vaurien} run as a child process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.protocols.basic import LineReceiver
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
@@ -25,6 +28,7 @@ from treq.client import HTTPClient
 
 from txvaurien import logs, tap
 from txvaurien.test.helpers import testRegistry
+from txvaurien.test.servers import listenBackend
 
 
 class Echo(protocol.Protocol):
@@ -80,6 +84,26 @@ def echoServer(case: Any) -> int:
 
     case.addCleanup(stop)
     return port.getHost().port
+
+
+#: What the backend of L{greeterServer} sends.
+GREETING = b"other backend\n"
+
+
+class _Greeter(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(GREETING)
+
+
+def greeterServer(case: Any) -> int:
+    """
+    A backend on an ephemeral port that sends L{GREETING} on every
+    connection (a backend other than the echo one), stopped when the test
+    ends.
+
+    @return: its port.
+    """
+    return listenBackend(case, protocol.Factory.forProtocol(_Greeter))
 
 
 class Control:
@@ -155,6 +179,37 @@ class Control:
         """
         status, _, content = yield self.request(method, path, body, **kw)
         return status, (json.loads(content) if content.strip() else None)
+
+
+class EchoControlTestCase(TestCase):
+    """
+    Tests of a control server whose default proxy, on an ephemeral port,
+    forwards to an echo backend.
+
+    @ivar argv: more arguments of the control server.
+    @ivar backend: the echo backend's port.
+    @ivar control: the L{Control}.
+    """
+
+    timeout = 60
+    argv: list[str] = []
+
+    def setUp(self) -> None:
+        self.backend, self.control = echoControl(self, self.argv)
+
+
+def echoControl(case: Any, argv: list[str]) -> tuple[int, Control]:
+    """
+    An echo backend, and a control server with arguments C{argv} whose
+    default proxy, on an ephemeral port, forwards to it.
+
+    @return: the echo backend's port and the L{Control}.
+    """
+    backend = echoServer(case)
+    control = Control(case, [
+        "--backend", "127.0.0.1:{}".format(backend),
+        "--proxy", "tcp:0:interface=127.0.0.1", *argv])
+    return backend, control
 
 
 class Streamer(protocol.Protocol):
@@ -267,6 +322,7 @@ TWISTD = (
 )
 
 CONTROL_LISTENING = re.compile(rb"Control API listening on 127\.0\.0\.1:(\d+)")
+PROXY_LISTENING = re.compile(rb"Proxy vaurien listening on 127\.0\.0\.1:(\d+)")
 
 
 def childEnvironment() -> dict[str, str]:
@@ -276,6 +332,13 @@ def childEnvironment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return env
+
+
+def twistdArguments(args: list[str]) -> list[str]:
+    """
+    The arguments of a child Python that runs C{twistd -n vaurien ARGS}.
+    """
+    return ["-c", TWISTD, "-n", "--pidfile=", "vaurien", *args]
 
 
 class ChildOutput(protocol.ProcessProtocol):
@@ -305,21 +368,30 @@ class ChildOutput(protocol.ProcessProtocol):
         self.ended.callback((reason.value.exitCode, reason.value.signal))
 
 
-@defer.inlineCallbacks
-def spawnTwistd(case: Any, args: list[str], pattern: Any = CONTROL_LISTENING) -> Generator[Any, Any, Any]:
+def _spawn(arguments: list[str], pattern: Any) -> tuple[ChildOutput, Any]:
     """
-    Run C{twistd -n vaurien ARGS} as a child process, stopped with SIGTERM
-    when the test ends; wait (by its log, not by sleeping) for the line
-    matching C{pattern}.
+    Run C{python ARGUMENTS} as a child process.
+
+    @return: its L{ChildOutput} and its process transport.
+    """
+    output = ChildOutput(pattern)
+    process = reactor.spawnProcess(
+        output, sys.executable, [sys.executable, *arguments], env=childEnvironment())
+    return output, process
+
+
+@defer.inlineCallbacks
+def spawnPython(case: Any, arguments: list[str],
+                pattern: Any = CONTROL_LISTENING) -> Generator[Any, Any, Any]:
+    """
+    Run C{python ARGUMENTS} as a child process, stopped with SIGTERM (then
+    SIGKILL after 15 seconds) when the test ends; wait (by its log, not by
+    sleeping) for the line matching C{pattern}.
 
     @return: a L{Deferred} firing with C{(port, output)}: the port in the
         line, and the L{ChildOutput}.
     """
-    output = ChildOutput(pattern)
-    process = reactor.spawnProcess(
-        output, sys.executable,
-        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vaurien", *args],
-        env=childEnvironment())
+    output, process = _spawn(arguments, pattern)
 
     def stop() -> Any:
         if output.ended.called:
@@ -331,6 +403,32 @@ def spawnTwistd(case: Any, args: list[str], pattern: Any = CONTROL_LISTENING) ->
     case.addCleanup(stop)
     port = yield output.ready
     return port, output
+
+
+def spawnTwistd(case: Any, args: list[str], pattern: Any = CONTROL_LISTENING) -> defer.Deferred:
+    """
+    Run C{twistd -n vaurien ARGS} as a child process, as L{spawnPython}
+    does.
+    """
+    return spawnPython(case, twistdArguments(args), pattern)
+
+
+@defer.inlineCallbacks
+def assertTwistdFails(case: Any, args: list[str], *messages: bytes) -> Generator[Any, Any, Any]:
+    """
+    Run C{twistd -n vaurien ARGS}, which must exit by itself with a
+    non-zero status, print each of C{messages}, and print no traceback.
+
+    @return: a L{Deferred} firing with its output.
+    """
+    output, _ = _spawn(twistdArguments(args), CONTROL_LISTENING)
+    output.ready.addErrback(lambda _: None)
+    code, _ = yield output.ended
+    case.assertNotEqual(code, 0, output.output)
+    for message in messages:
+        case.assertIn(message, output.output)
+    case.assertNotIn(b"Traceback", output.output)
+    return output.output
 
 
 class Pinger(protocol.Protocol):
@@ -383,4 +481,40 @@ def pinger(case: Any, port: int) -> Generator[Any, Any, Any]:
         return client.closed
 
     case.addCleanup(close)
+    return client
+
+
+class LineAsker(LineReceiver):
+    """
+    A client of a line protocol: each line sent gets the next line back.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self) -> None:
+        self.waiting: list[defer.Deferred] = []
+
+    def ask(self, line: bytes) -> defer.Deferred:
+        """
+        Send C{line}; the result is the line that comes back.
+        """
+        d: defer.Deferred = defer.Deferred()
+        self.waiting.append(d)
+        self.sendLine(line)
+        return d
+
+    def lineReceived(self, line: bytes) -> None:
+        self.waiting.pop(0).callback(line)
+
+
+@defer.inlineCallbacks
+def lineAsker(case: Any, port: int) -> Generator[Any, Any, Any]:
+    """
+    A L{LineAsker} connected to 127.0.0.1:C{port}, disconnected when the
+    test ends.
+    """
+    client = LineAsker()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    yield endpoint.connect(protocol.Factory.forProtocol(lambda: client))
+    case.addCleanup(client.transport.loseConnection)
     return client

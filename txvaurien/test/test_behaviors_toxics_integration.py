@@ -19,7 +19,6 @@ from typing import Any, Generator
 
 from twisted.internet import defer, reactor as globalReactor, task, threads
 from twisted.internet.error import ConnectionDone
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPullProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.testing import EventLoggingObserver
@@ -30,6 +29,8 @@ from zope.interface import implementer
 
 from txvaurien import logs
 from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import connect
+from txvaurien.test.servers import listenBackend
 
 reactor: Any = globalReactor
 
@@ -293,12 +294,10 @@ class IntegrationCase(TestCase):
     timeout = 240
 
     def backend(self, factory: Any) -> int:
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
+        return listenBackend(self, factory)
 
     def connect(self, port: int, protocol: Protocol) -> defer.Deferred:
-        return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol)
+        return connect(port, protocol)
 
 
 class LatencyAccuracyTests(IntegrationCase):

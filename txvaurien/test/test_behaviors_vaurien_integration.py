@@ -18,9 +18,8 @@ import socket
 import time
 from typing import Any, Callable, Generator
 
-from twisted.internet import reactor, task, threads
+from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
@@ -29,6 +28,8 @@ from twisted.trial.unittest import TestCase
 
 from txvaurien.randomness import RandomSource
 from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import connect, whenFinished
+from txvaurien.test.servers import listenBackend
 
 _log = Logger(namespace="txvaurien.test.delay")
 
@@ -93,17 +94,6 @@ class Backend(ServerFactory):
         d: Deferred = Deferred()
         self.waiting.append(d)
         return d
-
-
-def listenBackend(case: TestCase, backend: Backend) -> int:
-    """
-    Run C{backend} on an ephemeral port of 127.0.0.1 until the test ends.
-
-    @return: the port number.
-    """
-    port: Any = reactor.listenTCP(0, backend, interface="127.0.0.1")
-    case.addCleanup(port.stopListening)
-    return port.getHost().port
 
 
 class Client(Protocol):
@@ -183,32 +173,6 @@ class PingClient(Protocol):
             self.done.callback(self.samples)
         else:
             self._send()
-
-
-def connect(port: int, protocol: Protocol) -> Deferred:
-    """
-    Connect C{protocol} to C{127.0.0.1:port}.
-    """
-    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol)
-
-
-def whenFinished(proxy: Any, count: int = 1) -> Deferred:
-    """
-    Fire once C{count} more connections of C{proxy} have finished (left
-    its C{connections}, their timers cancelled).
-    """
-    d: Deferred = Deferred()
-    original = proxy.connectionFinished
-    finished: list[Any] = []
-
-    def spy(connection: Any) -> None:
-        original(connection)
-        finished.append(connection)
-        if len(finished) == count and not d.called:
-            d.callback(finished)
-
-    proxy.connectionFinished = spy
-    return d
 
 
 def waitUntil(predicate: Callable[[], bool], timeout: float = 10.0) -> Deferred:

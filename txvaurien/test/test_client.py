@@ -21,19 +21,13 @@ from txvaurien.client import (
     ServerError,
     Unauthorized,
 )
-from txvaurien.test.controlhelpers import Control, echoServer, refused, roundTrip
-from txvaurien.test.servers import freePort
+from txvaurien.test.controlhelpers import Control, EchoControlTestCase, refused, roundTrip
+from txvaurien.test.servers import freePort, selfSignedPEM
 
 
-class ClientTestCase(TestCase):
-    timeout = 60
-    argv: list[str] = []
-
+class ClientTestCase(EchoControlTestCase):
     def setUp(self) -> None:
-        self.backend = echoServer(self)
-        self.control = Control(self, [
-            "--backend", "127.0.0.1:{}".format(self.backend),
-            "--proxy", "tcp:0:interface=127.0.0.1", *self.argv])
+        EchoControlTestCase.setUp(self)
         self.client = Client("127.0.0.1", self.control.port)
 
     def inThread(self, f: Any, *args: Any, **kwargs: Any) -> defer.Deferred:
@@ -314,31 +308,6 @@ class FromURLTests(TestCase):
         self.assertRaises(ValueError, Client.fromURL, "ftp://h:1")
 
 
-def selfSignedPEM() -> bytes:
-    """
-    A private key and a self-signed certificate for 127.0.0.1, as one PEM.
-    """
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256()))
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption()) + certificate.public_bytes(serialization.Encoding.PEM)
-
-
 class HTTPSTests(TestCase):
     """
     The control API served over TLS with C{--http-endpoint ssl:...}.
@@ -357,7 +326,7 @@ class HTTPSTests(TestCase):
         from twisted.python.filepath import FilePath
 
         pem = FilePath(self.mktemp())
-        pem.setContent(selfSignedPEM())
+        pem.setContent(b"".join(selfSignedPEM("127.0.0.1")))
         control = Control(self, ["--http-endpoint",
                                  "ssl:0:interface=127.0.0.1:privateKey={}".format(pem.path)])
         context = ssl.create_default_context(cafile=pem.path)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from txvaurien.test.controlhelpers import Control, echoServer, stream
+from txvaurien.test.controlhelpers import echoControl, stream
 
 STREAMS = 50
 API_CLIENTS = 50
@@ -40,10 +40,7 @@ class ConcurrencyTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
-        self.backend = echoServer(self)
-        self.control = Control(self, [
-            "--backend", "127.0.0.1:{}".format(self.backend),
-            "--proxy", "tcp:0:interface=127.0.0.1"])
+        self.backend, self.control = echoControl(self, [])
         upstream = "127.0.0.1:{}".format(self.backend)
         status, self.toxic = yield self.control.json(
             "POST", "/proxies", {"name": "toxic", "upstream": upstream})

@@ -9,41 +9,13 @@ from __future__ import annotations
 from typing import Any, Generator
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.protocols.basic import LineReceiver
-from twisted.trial.unittest import TestCase
+from twisted.internet import defer
 
-from txvaurien.test.controlhelpers import Control, echoServer, pinger
+from txvaurien.test.controlhelpers import EchoControlTestCase, lineAsker, pinger
 from txvaurien.test.servers import freePort
 
 
-class _Lines(LineReceiver):
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.waiting: list[defer.Deferred] = []
-
-    def ask(self, line: bytes) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        self.waiting.append(d)
-        self.sendLine(line)
-        return d
-
-    def lineReceived(self, line: bytes) -> None:
-        self.waiting.pop(0).callback(line)
-
-
-class MetricsTestCase(TestCase):
-    timeout = 60
-    argv: list[str] = []
-
-    def setUp(self) -> None:
-        self.backend = echoServer(self)
-        self.control = Control(self, [
-            "--backend", "127.0.0.1:{}".format(self.backend),
-            "--proxy", "tcp:0:interface=127.0.0.1", *self.argv])
-
+class MetricsTestCase(EchoControlTestCase):
     @defer.inlineCallbacks
     def scrape(self) -> Generator[Any, Any, Any]:
         """
@@ -169,10 +141,7 @@ class LatencyHistogramTests(MetricsTestCase):
         Each request's time through the proxy is observed once, with the
         delay behavior's 0.1 s in it.
         """
-        client = _Lines()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.control.proxyPort())
-        yield endpoint.connect(protocol.Factory.forProtocol(lambda: client))
-        self.addCleanup(client.transport.loseConnection)
+        client = yield lineAsker(self, self.control.proxyPort())
         for line in [b"a", b"b", b"c"]:
             answer = yield client.ask(line)
             self.assertEqual(answer, line)

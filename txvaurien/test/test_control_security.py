@@ -17,7 +17,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
 from txvaurien.control.resource import MAX_BODY
-from txvaurien.test.controlhelpers import Control, echoServer, pinger, roundTrip
+from txvaurien.test.controlhelpers import Control, echoControl, pinger, roundTrip
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": "Bearer " + TOKEN}
@@ -62,10 +62,7 @@ class TokenTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        backend = echoServer(self)
-        self.control = Control(self, [
-            "--http-token", TOKEN, "--backend", "127.0.0.1:{}".format(backend),
-            "--proxy", "tcp:0:interface=127.0.0.1"])
+        _, self.control = echoControl(self, ["--http-token", TOKEN])
 
     @defer.inlineCallbacks
     def test_missingOrWrongToken(self) -> Generator[Any, Any, None]:
@@ -283,10 +280,7 @@ class MalformedMatrixTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        backend = echoServer(self)
-        self.control = Control(self, [
-            "--http-token", TOKEN, "--backend", "127.0.0.1:{}".format(backend),
-            "--proxy", "tcp:0:interface=127.0.0.1"])
+        _, self.control = echoControl(self, ["--http-token", TOKEN])
 
     @defer.inlineCallbacks
     def traffic(self, client: Any, state: dict[str, Any]) -> Generator[Any, Any, Any]:

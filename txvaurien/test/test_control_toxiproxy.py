@@ -13,8 +13,10 @@ from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial.unittest import TestCase
 
 from txvaurien.test.controlhelpers import (
+    GREETING,
     Control,
     echoServer,
+    greeterServer,
     pinger,
     portFree,
     refused,
@@ -32,11 +34,6 @@ def error(message: str, status: int) -> bytes:
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
     return text.encode("utf-8") + b"\n"
-
-
-class _Greeter(protocol.Protocol):
-    def connectionMade(self) -> None:
-        self.transport.write(b"other backend\n")
 
 
 class ToxiproxyTestCase(TestCase):
@@ -222,10 +219,7 @@ class ProxyEndpointTests(ToxiproxyTestCase):
         proxy = yield self.create()
         old = self.listenPort(proxy)
         new = freePort()
-        greeter = reactor.listenTCP(
-            0, protocol.Factory.forProtocol(_Greeter), interface="127.0.0.1")
-        self.addCleanup(greeter.stopListening)
-        other = "127.0.0.1:{}".format(greeter.getHost().port)
+        other = "127.0.0.1:{}".format(greeterServer(self))
         status, value = yield self.control.json("PATCH", "/proxies/p", {
             "listen": "127.0.0.1:{}".format(new), "upstream": other})
         self.assertEqual(status, 200)
@@ -233,8 +227,8 @@ class ProxyEndpointTests(ToxiproxyTestCase):
                          ("127.0.0.1:{}".format(new), other, True))
         self.assertTrue(refused(old))
         client = yield pinger(self, new)
-        elapsed = yield client.ping(b"x" * len(b"other backend\n"))
-        self.assertEqual(client.buffer, b"other backend\n")
+        elapsed = yield client.ping(b"x" * len(GREETING))
+        self.assertEqual(client.buffer, GREETING)
         self.assertLess(elapsed, 5)
 
     @defer.inlineCallbacks

@@ -10,24 +10,21 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sys
 from typing import Any, Generator
 
-from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet import defer, protocol, threads
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from txvaurien.client import Client
 from txvaurien.test.controlhelpers import (
-    ChildOutput,
-    TWISTD,
-    childEnvironment,
+    assertTwistdFails,
     echoServer,
     refused,
     roundTrip,
     spawnTwistd,
 )
-from txvaurien.test.servers import freePort, requireModule
+from txvaurien.test.servers import freePort, listenBackend, requireModule
 
 #: Latency added by the toxics of these tests, in seconds.  A round trip
 #: with it cannot be shorter; one without it on loopback takes well under
@@ -212,19 +209,10 @@ class JSONConfigTests(TestCase):
         config = self.writeConfig([
             {"name": "bad", "upstream": "127.0.0.1:1",
              "toxics": [{"type": "bandwidth", "attributes": {"rate": 0}}]}])
-        output = ChildOutput()
-        output.ready.addErrback(lambda _: None)
-        reactor.spawnProcess(
-            output, sys.executable,
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vaurien",
-             "--config", config, "--http", "--http-port", "0"],
-            env=childEnvironment())
-        code, _ = yield output.ended
-        self.assertNotEqual(code, 0)
-        self.assertIn(b"bad request body: rate: expected number > 0, got 0.0 (toxic 1 "
-                      b"at proxy 1)", output.output)
-        self.assertIn(config.encode("utf-8"), output.output)
-        self.assertNotIn(b"Traceback", output.output)
+        yield assertTwistdFails(
+            self, ["--config", config, "--http", "--http-port", "0"],
+            b"bad request body: rate: expected number > 0, got 0.0 (toxic 1 at proxy 1)",
+            config.encode("utf-8"))
 
 
 class ControlPortTests(TestCase):
@@ -240,20 +228,10 @@ class ControlPortTests(TestCase):
         A control port already in use makes twistd exit non-zero with a
         one-line reason.
         """
-        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
-        self.addCleanup(taken.stopListening)
-        output = ChildOutput()
-        output.ready.addErrback(lambda _: None)
-        reactor.spawnProcess(
-            output, sys.executable,
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vaurien", "--http",
-             "--http-port", str(taken.getHost().port)],
-            env=childEnvironment())
-        code, _ = yield output.ended
-        self.assertNotEqual(code, 0)
-        self.assertIn(b"control API cannot listen on tcp:", output.output)
-        self.assertIn(b"Address already in use", output.output)
-        self.assertNotIn(b"Traceback", output.output)
+        taken = listenBackend(self, protocol.Factory())
+        yield assertTwistdFails(
+            self, ["--http", "--http-port", str(taken)],
+            b"control API cannot listen on tcp:", b"Address already in use")
 
     @defer.inlineCallbacks
     def test_sigtermStopsCleanly(self) -> Generator[Any, Any, None]:

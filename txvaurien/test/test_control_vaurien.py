@@ -10,47 +10,23 @@ import importlib
 import sys
 from typing import Any, Generator
 
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.protocols.basic import LineReceiver
+from twisted.internet import defer
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from txvaurien.registry import Registry
-from txvaurien.test.controlhelpers import Control, echoServer, pinger
+from txvaurien.test.controlhelpers import (
+    GREETING,
+    Control,
+    EchoControlTestCase,
+    echoServer,
+    greeterServer,
+    lineAsker,
+    pinger,
+)
 
 
-class _Greeter(protocol.Protocol):
-    def connectionMade(self) -> None:
-        self.transport.write(b"other backend\n")
-
-
-class _Lines(LineReceiver):
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.waiting: list[defer.Deferred] = []
-
-    def ask(self, line: bytes) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        self.waiting.append(d)
-        self.sendLine(line)
-        return d
-
-    def lineReceived(self, line: bytes) -> None:
-        self.waiting.pop(0).callback(line)
-
-
-class VaurienTestCase(TestCase):
-    timeout = 60
-    argv: list[str] = []
-
-    def setUp(self) -> None:
-        self.backend = echoServer(self)
-        self.control = Control(self, [
-            "--backend", "127.0.0.1:{}".format(self.backend),
-            "--proxy", "tcp:0:interface=127.0.0.1", *self.argv])
-
+class VaurienTestCase(EchoControlTestCase):
     @defer.inlineCallbacks
     def assertVaurienError(self, method: str, path: str, body: Any, status: int,
                            location: str, name: Any, description: str,
@@ -223,10 +199,7 @@ class ResetTests(VaurienTestCase):
         C{error} with C{warmup=1} lets one request through, then fails;
         after C{POST /reset} one request passes again.
         """
-        client = _Lines()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.control.proxyPort())
-        yield endpoint.connect(protocol.Factory.forProtocol(lambda: client))
-        self.addCleanup(client.transport.loseConnection)
+        client = yield lineAsker(self, self.control.proxyPort())
         answers = []
         for line in [b"one", b"two"]:
             answers.append((yield client.ask(line)))
@@ -316,17 +289,14 @@ class BackendTests(VaurienTestCase):
         self.assertEqual((status, value), (200, {"backend": "127.0.0.1:{}".format(self.backend)}))
         old = yield pinger(self, self.control.proxyPort())
         yield old.ping()
-        greeter = reactor.listenTCP(
-            0, protocol.Factory.forProtocol(_Greeter), interface="127.0.0.1")
-        self.addCleanup(greeter.stopListening)
-        other = "tcp:host=127.0.0.1:port={}".format(greeter.getHost().port)
+        other = "tcp:host=127.0.0.1:port={}".format(greeterServer(self))
         status, value = yield self.control.json("PUT", "/backend", {"backend": other})
         self.assertEqual((status, value), (200, {"status": "ok"}))
         _, value = yield self.control.json("GET", "/backend")
         self.assertEqual(value, {"backend": other})
         new = yield pinger(self, self.control.proxyPort())
-        yield new.ping(b"x" * len(b"other backend\n"))
-        self.assertEqual(new.buffer, b"other backend\n")
+        yield new.ping(b"x" * len(GREETING))
+        self.assertEqual(new.buffer, GREETING)
         yield old.ping(b"still echoed\n")
         self.assertEqual(old.buffer, b"still echoed\n")
 

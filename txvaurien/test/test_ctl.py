@@ -12,22 +12,13 @@ from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
 
 from txvaurien import ctl
-from txvaurien.test.controlhelpers import Control, childEnvironment, echoServer, refused
+from txvaurien.test.controlhelpers import EchoControlTestCase, childEnvironment, refused
 from txvaurien.test.servers import freePort
 
 
-class CtlTestCase(TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        self.backend = echoServer(self)
-        self.control = Control(self, [
-            "--backend", "127.0.0.1:{}".format(self.backend),
-            "--proxy", "tcp:0:interface=127.0.0.1"])
-
+class CtlTestCase(EchoControlTestCase):
     def ctl(self, *argv: str) -> defer.Deferred:
         """
         Run C{vaurienctl --host URL ARGV} in a thread.

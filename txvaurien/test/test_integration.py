@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from txvaurien import splice
 from txvaurien.test.helpers import listenProxy
+from txvaurien.test.servers import listenBackend
 
 MiB = 1024 * 1024
 
@@ -169,9 +170,7 @@ class TransferTests(TestCase):
             raise SkipTest("splice(2) needs Linux")
 
     def backend(self, factory: protocol.Factory) -> int:
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
+        return listenBackend(self, factory)
 
     @defer.inlineCallbacks
     def test_64MiBEachWayWithHalfClose(self) -> Generator[Any, Any, None]:
@@ -304,9 +303,8 @@ class BackpressureTests(TestCase):
                 pushers[-1].start()
                 started.callback(None)
 
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Source), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        proxy = listenProxy(self, port.getHost().port, splice=self.splice)
+        port = listenBackend(self, protocol.Factory.forProtocol(Source))
+        proxy = listenProxy(self, port, splice=self.splice)
         receiver = Receiver()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port)
         yield endpoint.connect(protocol.Factory.forProtocol(lambda: receiver))
@@ -425,9 +423,8 @@ class PathSwitchTests(TestCase):
                 pushers[-1].start()
                 started.callback(None)
 
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Source), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        proxy = listenProxy(self, port.getHost().port)
+        port = listenBackend(self, protocol.Factory.forProtocol(Source))
+        proxy = listenProxy(self, port)
         registry = testRegistry()
         tables = [
             buildTable("100:slowdown", registry,

@@ -5,10 +5,7 @@ and C{twist vaurien} really run a proxy.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import sys
 from typing import Any, Generator
 
 from twisted.application.service import IServiceMaker
@@ -20,23 +17,13 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from txvaurien import tap
-
-_LISTENING = re.compile(rb"Proxy vaurien listening on 127\.0\.0\.1:(\d+)")
-
-TWISTD = (
-    "import sys; sys.argv[0] = 'twistd'; "
-    "from twisted.scripts.twistd import run; run()"
+from txvaurien.test.controlhelpers import (
+    PROXY_LISTENING,
+    assertTwistdFails,
+    spawnPython,
+    twistdArguments,
 )
-
-
-def childEnvironment() -> dict[str, str]:
-    """
-    The environment for a child Python that must import exactly what this
-    test process imports.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return env
+from txvaurien.test.servers import listenBackend
 
 
 class PluginDiscoveryTests(TestCase):
@@ -57,31 +44,6 @@ class PluginDiscoveryTests(TestCase):
         self.assertTrue(IPlugin.providedBy(maker))
         self.assertIs(maker.options, tap.Options)
         self.assertIn("chaos", maker.description)
-
-
-class _Output(protocol.ProcessProtocol):
-    """
-    Watches a child's output for the listening line.
-    """
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.listening: defer.Deferred = defer.Deferred()
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        match = _LISTENING.search(self.output)
-        if match and not self.listening.called:
-            self.listening.callback(int(match.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.listening.called:
-            self.listening.errback(AssertionError(
-                "exited before listening:\n" + self.output.decode("utf-8", "replace")))
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
 
 
 class _Greeter(LineReceiver):
@@ -120,36 +82,23 @@ class RunTests(TestCase):
     timeout = 60
 
     def backend(self) -> int:
-        factory = protocol.Factory.forProtocol(_Greeter)
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
+        return listenBackend(self, protocol.Factory.forProtocol(_Greeter))
 
     @defer.inlineCallbacks
     def runProxy(self, command: list[str]) -> Generator[Any, Any, Any]:
         """
-        Start C{command}, wait for it to listen (by its log line, not by
-        sleeping), push lines through it to a real backend, then stop it
-        with SIGTERM and check it exits cleanly.
+        Start C{python COMMAND}, wait for it to listen (by its log line,
+        not by sleeping), push lines through it to a real backend, then
+        stop it with SIGTERM and check it exits cleanly.
         """
-        output = _Output()
-        process = reactor.spawnProcess(
-            output, sys.executable, [sys.executable] + command,
-            env=childEnvironment())
-
-        def kill() -> None:
-            if not output.ended.called:
-                process.signalProcess("KILL")
-
-        self.addCleanup(kill)
-        port = yield output.listening
+        port, output = yield spawnPython(self, command, PROXY_LISTENING)
         asker = _Asker()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         client = yield endpoint.connect(protocol.Factory.forProtocol(lambda: asker))
         lines = yield asker.answers
         self.assertEqual(lines, [b"echo: hello", b"echo: through the proxy"])
         client.transport.loseConnection()
-        process.signalProcess(signal.SIGTERM)
+        output.transport.signalProcess(signal.SIGTERM)
         code, sig = yield output.ended
         # twistd re-raises the signal it stopped on once it has shut down.
         self.assertIn((code, sig), [(0, None), (None, signal.SIGTERM)],
@@ -162,11 +111,10 @@ class RunTests(TestCase):
         C{twistd -n vaurien --backend host:port} proxies bytes to the
         backend and stops cleanly on SIGTERM.
         """
-        return self.runProxy([
-            "-c", TWISTD, "-n", "--pidfile=", "vaurien",
+        return self.runProxy(twistdArguments([
             "--proxy", "tcp:0:interface=127.0.0.1",
             "--backend", "127.0.0.1:{}".format(self.backend()),
-        ])
+        ]))
 
     def test_twistRunsProxy(self) -> None:
         """
@@ -184,17 +132,9 @@ class RunTests(TestCase):
         A bad option makes twistd exit non-zero with the specific message
         and no traceback.
         """
-        output = _Output()
-        output.listening.addErrback(lambda _: None)
-        reactor.spawnProcess(
-            output, sys.executable,
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vaurien",
-             "--backend", "127.0.0.1:1", "--behavior", "120:dummy"],
-            env=childEnvironment())
-        code, _ = yield output.ended
-        self.assertNotEqual(code, 0)
-        self.assertIn(b"weight 120 in '120:dummy' is not between 0 and 100", output.output)
-        self.assertNotIn(b"Traceback", output.output)
+        yield assertTwistdFails(
+            self, ["--backend", "127.0.0.1:1", "--behavior", "120:dummy"],
+            b"weight 120 in '120:dummy' is not between 0 and 100")
 
     @defer.inlineCallbacks
     def test_portInUseExitsWithMessage(self) -> Generator[Any, Any, None]:
@@ -202,17 +142,8 @@ class RunTests(TestCase):
         A port already in use makes twistd exit non-zero with a one-line
         reason rather than a traceback.
         """
-        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
-        self.addCleanup(taken.stopListening)
-        output = _Output()
-        output.listening.addErrback(lambda _: None)
-        reactor.spawnProcess(
-            output, sys.executable,
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vaurien",
-             "--proxy", "tcp:{}:interface=127.0.0.1".format(taken.getHost().port),
-             "--backend", "127.0.0.1:1"],
-            env=childEnvironment())
-        code, _ = yield output.ended
-        self.assertNotEqual(code, 0)
-        self.assertIn(b"Address already in use", output.output)
-        self.assertNotIn(b"Traceback", output.output)
+        taken = listenBackend(self, protocol.Factory())
+        yield assertTwistdFails(
+            self, ["--proxy", "tcp:{}:interface=127.0.0.1".format(taken),
+                   "--backend", "127.0.0.1:1"],
+            b"Address already in use")

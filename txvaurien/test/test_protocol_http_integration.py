@@ -13,70 +13,17 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Generator
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, server
-from zope.interface import implementer
 
 from txvaurien.test.helpers import listenProxy
-from txvaurien.test.servers import inCI
-
-TIMEOUT = 20
-
-
-@implementer(ILogObserver)
-class Events:
-    """
-    Collects log events while a test runs, and tells when a connection's
-    C{closed} event was logged.
-    """
-
-    def __init__(self, case: TestCase) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._waiting: list[tuple[Callable[[dict[str, Any]], bool], defer.Deferred]] = []
-        globalLogPublisher.addObserver(self)
-        case.addCleanup(globalLogPublisher.removeObserver, self)
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        for entry in list(self._waiting):
-            match, d = entry
-            if match(event):
-                self._waiting.remove(entry)
-                reactor.callLater(0, d.callback, event)
-
-    def closed(self, proxy: Any) -> list[dict[str, Any]]:
-        """
-        The C{closed} events of C{proxy}'s connections.
-        """
-        return [e for e in self.events
-                if e.get("event") == "closed" and e.get("proxy") == proxy.name]
-
-    def failures(self) -> list[dict[str, Any]]:
-        """
-        Events that report a bug (a traceback).
-        """
-        return [e for e in self.events if "log_failure" in e]
-
-    def whenClosed(self, proxy: Any, count: int = 1) -> defer.Deferred:
-        """
-        Fire once C{count} connections of C{proxy} were logged closed.
-        """
-        if len(self.closed(proxy)) >= count:
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-
-        def match(event: dict[str, Any]) -> bool:
-            return (event.get("event") == "closed" and event.get("proxy") == proxy.name
-                    and len(self.closed(proxy)) >= count)
-
-        self._waiting.append((match, d))
-        return d.addTimeout(TIMEOUT, reactor)
+from txvaurien.test.realclients import TIMEOUT, Events, assertSeededSubset
+from txvaurien.test.servers import inCI, listenBackend
 
 
 class Backend(resource.Resource):
@@ -373,13 +320,10 @@ class ClientTests(TestCase):
 
         factory = protocol.ServerFactory.forProtocol(UntilClose)
         factory.noisy = False
-        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        proxy = listenProxy(self, port.getHost().port, protocol="http")
+        proxy = listenProxy(self, listenBackend(self, factory), protocol="http")
         status, received = yield deferToThread(get, proxy.port, "/")
         self.assertEqual((status, received), (200, body))
-        yield events.whenClosed(proxy)
-        self.assertEqual(len(events.closed(proxy)), 1)
+        yield events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_curlConnectTunnel(self) -> Generator[Any, Any, Any]:
@@ -481,8 +425,9 @@ class ErrorTests(TestCase):
         seed, another subset); the others get their own, correct body; all
         on one connection.
         """
-        failed = []
-        for seed in (7, 7, 8):
+
+        @defer.inlineCallbacks
+        def failing(seed: int) -> Generator[Any, Any, Any]:
             _, results = yield self.requestScopeRun("50:swallow", seed)
             failing = {i for i, (status, _) in enumerate(results) if status != 200}
             for i, (status, body) in enumerate(results):
@@ -490,10 +435,9 @@ class ErrorTests(TestCase):
                     self.assertEqual((status, body), (503, b"txvaurien: swallowed\n"))
                 else:
                     self.assertEqual(body, b"echo:/item/%d" % i)
-            self.assertTrue(25 < len(failing) < 75, len(failing))
-            failed.append(failing)
-        self.assertEqual(failed[0], failed[1])
-        self.assertNotEqual(failed[0], failed[2])
+            return failing
+
+        yield assertSeededSubset(self, failing, 7, 8, low=25, high=75)
 
     @defer.inlineCallbacks
     def test_requestScopeWithErrorBehavior(self) -> Generator[Any, Any, Any]:
@@ -546,10 +490,7 @@ class FailureTests(TestCase):
 
         failure = yield self.assertFailure(deferToThread(fetch), http.client.IncompleteRead)
         self.assertEqual(failure.partial, b"only ten b")
-        yield self.events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.events.closed(proxy)), 1)
-        self.assertEqual(self.events.failures(), [])
+        yield self.events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
@@ -565,10 +506,7 @@ class FailureTests(TestCase):
                           b"just 20 bytes so far")
 
         yield deferToThread(halfRequest)
-        yield self.events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.events.closed(proxy)), 1)
-        self.assertEqual(self.events.failures(), [])
+        yield self.events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_clientResetsMidRequest(self) -> Generator[Any, Any, Any]:
@@ -584,7 +522,4 @@ class FailureTests(TestCase):
             s.close()
 
         yield deferToThread(resetRequest)
-        yield self.events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.events.closed(proxy)), 1)
-        self.assertEqual(self.events.failures(), [])
+        yield self.events.assertForgotten(proxy)

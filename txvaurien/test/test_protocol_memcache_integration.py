@@ -13,48 +13,34 @@ import re
 import signal
 import socket
 import time
-from typing import Any, Callable, Generator
+from typing import Any, Generator
 
-from twisted.internet import defer, reactor, threads
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import (
+    Events,
+    RealServerTestCase,
+    assertSeededSubset,
+    cutMidResponse,
+    leaveMidRequest,
+    storeAndGetFailures,
+    transcript,
+)
 from txvaurien.test.servers import (
-    ServerProcess,
     freePort,
     requireBinary,
     requireModule,
-    waitForPort,
-)
-from txvaurien.test.test_protocol_redis_integration import (
-    closedEvents,
-    failures,
-    recv,
-    whenIdle,
+    startServer,
 )
 
 
-class MemcachedServer:
-    """
-    A memcached for one test.
-
-    @ivar port: its TCP port on 127.0.0.1.
-    @ivar process: its L{ServerProcess}.
-    """
-
-    def __init__(self, port: int, process: ServerProcess) -> None:
-        self.port = port
-        self.process = process
-
-
-@defer.inlineCallbacks
-def startMemcached(case: TestCase) -> Generator[Any, Any, Any]:
+def startMemcached(case: TestCase) -> defer.Deferred:
     """
     Start a memcached (TCP only, 64 MiB) for C{case}, stopped when it ends.
 
-    @return: a L{defer.Deferred} firing with the L{MemcachedServer}.
+    @return: a L{defer.Deferred} firing with the
+        L{txvaurien.test.servers.RunningServer}.
     """
     binary = requireBinary("memcached", "memcached")
     port = freePort()
@@ -62,26 +48,7 @@ def startMemcached(case: TestCase) -> Generator[Any, Any, Any]:
     if os.getuid() == 0:
         # memcached refuses to run as root unless told which user to be.
         argv += ["-u", "root"]
-    process = ServerProcess(reactor, argv)
-    process.start()
-    case.addCleanup(process.stop)
-    yield waitForPort(reactor, port, process=process)
-    return MemcachedServer(port, process)
-
-
-def transcript(port: int, requests: bytes) -> bytes:
-    """
-    Send C{requests} (ending with C{quit}) and read until memcached
-    closes the connection.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(requests)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
+    return startServer(case, argv, port)
 
 
 _RESPONSE = re.compile(
@@ -124,24 +91,19 @@ def readResponses(sock: socket.socket, count: int) -> list[bytes]:
     return responses
 
 
-class MemcacheIntegrationTests(TestCase):
+class MemcacheIntegrationTests(RealServerTestCase):
     """
     pymemcache and plain sockets through C{--protocol memcache}.
     """
 
-    timeout = 120
+    protocol = "memcache"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.pymemcache = requireModule("pymemcache", "pymemcache")
         requireModule("pymemcache.exceptions", "pymemcache")
         self.server = yield startMemcached(self)
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
-
-    def proxy(self, behavior: str = "100:dummy", **kwargs: Any) -> Any:
-        return listenProxy(self, self.server.port, behavior, protocol="memcache", **kwargs)
+        self.events = Events(self)
 
     def client(self, port: int, **kwargs: Any) -> Any:
         """
@@ -155,9 +117,6 @@ class MemcacheIntegrationTests(TestCase):
         client = Client(("127.0.0.1", port), **options)
         self.addCleanup(client.close)
         return client
-
-    def inThread(self, f: Callable[..., Any], *args: Any) -> defer.Deferred:
-        return threads.deferToThread(f, *args)
 
     @defer.inlineCallbacks
     def test_commandsWithDummy(self) -> Generator[Any, Any, Any]:
@@ -215,7 +174,7 @@ class MemcacheIntegrationTests(TestCase):
         self.assertTrue(out["version"].startswith(b"1."))
         self.assertEqual(out["big"], big)
         self.assertEqual([out["flush"], out["afterFlush"]], [True, None])
-        self.assertEqual(failures(self.events), [])
+        self.assertEqual(self.events.failures(), [])
 
     @defer.inlineCallbacks
     def test_metaCommandsByteForByte(self) -> Generator[Any, Any, Any]:
@@ -280,9 +239,6 @@ class MemcacheIntegrationTests(TestCase):
         C{MemcacheServerError}; a C{noreply} command passes untouched; once
         the table is back to C{dummy} the client goes on working.
         """
-        from txvaurien.table import buildTable
-        from txvaurien.test.helpers import testRegistry
-
         factory = self.proxy("100:error")
         client = self.client(factory.port)
         errors = requireModule("pymemcache.exceptions", "pymemcache")
@@ -295,7 +251,7 @@ class MemcacheIntegrationTests(TestCase):
 
         message = yield self.inThread(fail)
         self.assertIn("injected by txvaurien", message)
-        factory.setTable(buildTable("100:dummy", testRegistry(), None, "request"))
+        self.setTable(factory, "100:dummy")
         value = yield self.inThread(client.get, "k")
         self.assertEqual(value, b"quiet")
 
@@ -365,17 +321,9 @@ class MemcacheIntegrationTests(TestCase):
                 return readResponses(sock, 100)
 
         responses = yield self.inThread(work)
-        failed = []
-        for i, response in enumerate(responses):
-            if response.startswith(b"SERVER_ERROR"):
-                failed.append(i)
-            elif i % 2 == 0:
-                self.assertEqual(response, b"STORED")
-            elif i - 1 in failed:
-                self.assertIn(response, (b"", b"v%d" % (i // 2)))
-            else:
-                self.assertEqual(response, b"v%d" % (i // 2))
-        defer.returnValue(failed)
+        return storeAndGetFailures(
+            self, responses, lambda response: response.startswith(b"SERVER_ERROR"),
+            b"STORED", b"", lambda n: b"v%d" % n)
 
     @defer.inlineCallbacks
     def test_requestScopeIsReproducible(self) -> Generator[Any, Any, Any]:
@@ -386,12 +334,8 @@ class MemcacheIntegrationTests(TestCase):
         subset, another seed another one.
         """
         for behavior in ("50:error", "50:swallow"):
-            first = yield self.pipelinedFailures(behavior, 7)
-            second = yield self.pipelinedFailures(behavior, 7)
-            other = yield self.pipelinedFailures(behavior, 8)
-            self.assertEqual(first, second)
-            self.assertNotEqual(first, other)
-            self.assertTrue(20 < len(first) < 80, first)
+            yield assertSeededSubset(
+                self, lambda seed: self.pipelinedFailures(behavior, seed), 7, 8)
 
     @defer.inlineCallbacks
     def test_quietRequestsUnderRequestScope(self) -> Generator[Any, Any, Any]:
@@ -430,35 +374,12 @@ class MemcacheIntegrationTests(TestCase):
         setter = self.client(self.server.port)
         yield self.inThread(lambda: setter.set("big", value, noreply=False))
         setter.close()
-        connected = socket.create_connection(("127.0.0.1", factory.port), timeout=30)
-        self.addCleanup(connected.close)
-
-        def askAndReadSome() -> bytes:
-            connected.sendall(b"get big\r\n")
-            return recv(connected, 1 << 18)
-
-        first = yield self.inThread(askAndReadSome)
+        first, rest = yield cutMidResponse(
+            self, factory.port, b"get big\r\n", 1 << 18,
+            lambda: self.server.process.stop(signal.SIGKILL))
         self.assertTrue(first.startswith(b"VALUE big 0 %d\r\n" % len(value)))
-        yield self.server.process.stop(signal.SIGKILL)
-
-        def readToEnd() -> int:
-            total = 0
-            try:
-                while True:
-                    chunk = connected.recv(1 << 20)
-                    if not chunk:
-                        return total
-                    total += len(chunk)
-            except ConnectionResetError:
-                return total
-
-        rest = yield self.inThread(readToEnd)
-        # As a client library does on a broken connection.
-        connected.close()
         self.assertLess(len(first) + rest, len(value))
-        yield whenIdle(factory)
-        [closed] = closedEvents(self.events, factory)
-        self.assertEqual(failures(self.events), [])
+        yield self.events.assertForgotten(factory)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
@@ -467,19 +388,11 @@ class MemcacheIntegrationTests(TestCase):
         forgotten by the proxy and logged once; memcached keeps serving.
         """
         factory = self.proxy()
-
-        def sendHalf() -> None:
-            with socket.create_connection(("127.0.0.1", factory.port), timeout=30) as sock:
-                # A whole command first, so the proxy surely has the
-                # connection before it goes.
-                sock.sendall(b"version\r\n")
-                self.assertTrue(recv(sock, 9).startswith(b"VERSION "))
-                sock.sendall(b"set k 0 0 100000\r\n" + b"a" * 5000)
-
-        yield self.inThread(sendHalf)
-        yield whenIdle(factory)
-        [closed] = closedEvents(self.events, factory)
-        self.assertEqual(failures(self.events), [])
+        version = yield self.inThread(
+            leaveMidRequest, factory.port, b"version\r\n", 9,
+            b"set k 0 0 100000\r\n" + b"a" * 5000)
+        self.assertTrue(version.startswith(b"VERSION "), version)
+        yield self.events.assertForgotten(factory)
         client = self.client(factory.port)
         version = yield self.inThread(client.version)
         self.assertTrue(version.startswith(b"1."))

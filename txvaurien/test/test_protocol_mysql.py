@@ -230,12 +230,12 @@ class InterfaceTests(SynchronousTestCase):
         An SQLSTATE that is not five digits or capitals, or an error code
         out of range, is refused with a message naming the option.
         """
-        for settings in ({"error_sqlstate": "HY00"}, {"error_sqlstate": "hy000"},
-                         {"error_code": 0}, {"error_code": 70000},
-                         {"connect_error_code": "x"}):
+        for bad in ({"error_sqlstate": "HY00"}, {"error_sqlstate": "hy000"},
+                    {"error_code": 0}, {"error_code": 70000},
+                    {"connect_error_code": "x"}):
             with self.assertRaises(OptionError) as raised:
-                MySQL().configure(settings)
-            self.assertIn(next(iter(settings)), str(raised.exception))
+                MySQL().configure(bad)
+            self.assertIn(next(iter(bad)), str(raised.exception))
         self.assertEqual(MySQL().configure({"error_sqlstate": "40001"}).settings[
             "error_sqlstate"], "40001")
 

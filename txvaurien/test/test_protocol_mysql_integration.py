@@ -9,7 +9,7 @@ the reactor keeps serving.
 
 The server is shared by the tests of this module, started by the first
 test that needs it and stopped when the test process exits (see
-L{txvaurien.test.test_protocol_postgresql_integration.ExternalServer}).
+L{txvaurien.test.servers.sharedServer}).
 """
 
 from __future__ import annotations
@@ -19,20 +19,26 @@ import tempfile
 from typing import Any, Callable, Generator
 
 from twisted.internet import defer, reactor, threads
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
 
 from txvaurien.protocols.mysql import CLIENT_DEPRECATE_EOF
-from txvaurien.table import buildTable
-from txvaurien.test.helpers import listenProxy, testRegistry
-from txvaurien.test.servers import freePort, requireBinary, requireModule, waitForPort
-from txvaurien.test.test_protocol_postgresql_integration import (
-    ExternalServer,
+from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import (
+    Events,
+    RealServerTestCase,
+    SeededQueryTests,
+    numberedQueries,
+    readAll,
     recordMessages,
+    whenFinished,
+)
+from txvaurien.test.servers import (
+    ExternalServer,
+    freePort,
+    requireBinary,
+    requireModule,
     run,
     selfSignedCertificate,
-    whenFinished,
+    sharedServer,
 )
 
 USER = "tester"
@@ -57,11 +63,7 @@ class MariaDBServer(ExternalServer):
     A MariaDB server: user L{USER} (C{mysql_native_password}), user
     L{ED_USER} (C{ed25519}, so clients go through an authentication
     switch), databases C{txvaurien} and C{other}.
-
-    @ivar port: its TCP port on 127.0.0.1.
     """
-
-    port: int
 
 
 @defer.inlineCallbacks
@@ -93,42 +95,23 @@ def startMariaDB(ssl: bool = False) -> Generator[Any, Any, Any]:
     if ssl:
         cert, key = selfSignedCertificate(directory)
         argv += ["--ssl-cert=" + cert, "--ssl-key=" + key]
-    server = MariaDBServer(argv, directory)
-    server.port = port
-    server.start()
-    yield waitForPort(reactor, port, process=server)
+    server = MariaDBServer(argv, directory, port)
+    yield server.start()
     return server
 
 
-_shared: dict[str, Any] = {}
-
-
-@defer.inlineCallbacks
-def sharedMariaDB() -> Generator[Any, Any, Any]:
+class MySQLTestCase(RealServerTestCase):
     """
-    The MariaDB server (without SSL) shared by this module's tests.
-    """
-    server = _shared.get("mariadb")
-    if server is None or server.exited:
-        server = yield startMariaDB()
-        _shared["mariadb"] = server
-    return server
-
-
-class MySQLTestCase(TestCase):
-    """
-    Tests that talk to the shared MariaDB server through a proxy.
+    Tests that talk to the MariaDB server (without SSL) shared by this
+    module's tests, through a proxy.
     """
 
-    timeout = 120
+    protocol = "mysql"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.pymysql = requireModule("pymysql", "PyMySQL")
-        self.server = yield sharedMariaDB()
-
-    def proxy(self, behavior: str = "100:dummy", **kwargs: Any) -> Any:
-        return listenProxy(self, self.server.port, behavior, protocol="mysql", **kwargs)
+        self.server = yield sharedServer("mariadb", startMariaDB)
 
     def connect(self, port: int, **kwargs: Any) -> Any:
         """
@@ -140,33 +123,21 @@ class MySQLTestCase(TestCase):
         options.update(kwargs)
         return self.pymysql.connect(**options)
 
-    def inThread(self, f: Callable[..., Any], *args: Any) -> defer.Deferred:
-        return threads.deferToThread(f, *args)
-
-    def liveSession(self, proxy: Any) -> Any:
-        [connection] = proxy.connections
-        return connection.session
-
-    def setTable(self, proxy: Any, spec: str) -> None:
-        """
-        Give C{proxy} a new request-scope behavior table.
-        """
-        proxy.setTable(buildTable(spec, testRegistry(), None, "request"))
-
-    def failures(self, behavior: str, seed: int, count: int = 100) -> defer.Deferred:
+    def failures(self, behavior: str, seed: int, codes: set[int],
+                 count: int = 100) -> defer.Deferred:
         """
         Run C{count} queries on one connection through a proxy with
-        C{behavior} under request scope and seed C{seed}.
+        C{behavior} under request scope and seed C{seed}; every query that
+        does not fail must return its own data.
 
+        @param codes: the error codes of the failures are added to it.
         @return: a L{defer.Deferred} firing with the indexes of the queries
-            that failed, their error codes, and the wrong answers (none
-            expected).
+            that failed.
         """
         proxy = self.proxy("100:dummy", seed=seed)
         pymysql = self.pymysql
 
         def work() -> Any:
-            failed, codes, wrong = [], set(), []
             connection = self.connect(proxy.port)
             # PyMySQL's own commands at connection time pass (a dummy-only
             # table draws no random numbers); the queries meet C{behavior}.
@@ -174,20 +145,14 @@ class MySQLTestCase(TestCase):
                 reactor, self.setTable, proxy, behavior)
             with connection:
                 cursor = connection.cursor()
-                for i in range(count):
-                    try:
-                        cursor.execute("SELECT %s, CONCAT('v', %s)", (i, i))
-                        row = cursor.fetchone()
-                    except pymysql.MySQLError as e:
-                        failed.append(i)
-                        codes.add(e.args[0])
-                        continue
-                    if row != (i, "v%d" % i):
-                        wrong.append((i, row))
-            return failed, codes, wrong
 
-        return self.inThread(work)
+                def query(i: int) -> Any:
+                    cursor.execute("SELECT %s, CONCAT('v', %s)", (i, i))
+                    return cursor.fetchone()
 
+                return numberedQueries(query, pymysql.MySQLError, lambda e: e.args[0], count)
+
+        return self.failedQueries(work, codes)
 
 
 # Capability flags the raw client may ask for.
@@ -267,12 +232,7 @@ class RawMySQL:
         until the server closes the connection.
         """
         self.socket.sendall(b"".join(packets) + command(0x01))
-        received = b""
-        while True:
-            chunk = self.socket.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = readAll(self.socket)
         self.socket.close()
         return received
 
@@ -320,9 +280,7 @@ class ResponseBoundaryTests(MySQLTestCase):
         expected += answered[done:]
         proxy = self.proxy("100:swallow", settings={"swallow": {"only": "COM_PING"}})
         finished = whenFinished(proxy)
-        events = EventLoggingObserver()
-        globalLogPublisher.addObserver(events)
-        self.addCleanup(globalLogPublisher.removeObserver, events)
+        events = Events(self)
         received = yield self.inThread(
             lambda: normalize(RawMySQL(proxy.port, capabilities, extended).exchange(*commands)))
         self.assertEqual(received, expected)
@@ -546,11 +504,13 @@ class DummyTests(MySQLTestCase):
                          + "".join("{}\tb\n".format(i) for i in range(1, 6)))
 
 
-class ErrorTests(MySQLTestCase):
+class ErrorTests(SeededQueryTests, MySQLTestCase):
     """
     Errors a behavior injects reach PyMySQL as ERR packets it raises with
     the configured code, and the connection stays usable.
     """
+
+    errorCode = 1105
 
     @defer.inlineCallbacks
     def _failThenRecover(self, behavior: str, settings: dict[str, Any]) -> Generator[Any, Any, Any]:
@@ -621,34 +581,6 @@ class ErrorTests(MySQLTestCase):
         self.assertIs(errorClass, self.pymysql.err.OperationalError)
         self.assertEqual(args, (1213, "swallowed"))
 
-    @defer.inlineCallbacks
-    def test_requestScopeSubsetIsReproducible(self) -> Generator[Any, Any, Any]:
-        """
-        Under request scope, C{50:error} with a fixed seed fails a subset
-        of 100 queries on one connection, the same subset on a second run;
-        every other query returns its own data.
-        """
-        first = yield self.failures("50:error", seed=7)
-        second = yield self.failures("50:error", seed=7)
-        failed, codes, wrong = first
-        self.assertEqual(wrong, [])
-        self.assertEqual(codes, {1105})
-        self.assertTrue(20 < len(failed) < 80, failed)
-        self.assertEqual(second, first)
-        other = yield self.failures("50:error", seed=8)
-        self.assertNotEqual(other[0], failed)
-
-    @defer.inlineCallbacks
-    def test_requestScopeSwallow(self) -> Generator[Any, Any, Any]:
-        """
-        The same with C{50:swallow}.
-        """
-        first = yield self.failures("50:swallow", seed=3)
-        second = yield self.failures("50:swallow", seed=3)
-        self.assertEqual(first[2], [])
-        self.assertTrue(20 < len(first[0]) < 80, first[0])
-        self.assertEqual(second, first)
-
 
 class EncryptionTests(MySQLTestCase):
     """
@@ -693,14 +625,8 @@ class RobustnessTests(MySQLTestCase):
     """
 
     def setUp(self) -> Any:
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
+        self.events = Events(self)
         return MySQLTestCase.setUp(self)
-
-    def closedEvents(self, proxy: Any) -> list[Any]:
-        return [e for e in self.events if e.get("event") == "closed"
-                and e.get("proxy") == proxy.name and e.get("log_namespace") == "txvaurien.proxy"]
 
     @defer.inlineCallbacks
     def test_connectFailed(self) -> Generator[Any, Any, Any]:
@@ -729,10 +655,9 @@ class RobustnessTests(MySQLTestCase):
         """
         The server's connection is killed while PyMySQL streams a large
         result: PyMySQL raises an error, the proxy forgets the connection
-        and logs its end once.
+        and logs its end once, without an error.
         """
         proxy = self.proxy()
-        finished = whenFinished(proxy)
         pymysql = self.pymysql
 
         def work() -> Any:
@@ -757,19 +682,16 @@ class RobustnessTests(MySQLTestCase):
 
         errorClass = yield self.inThread(work)
         self.assertTrue(errorClass is not None and issubclass(errorClass, pymysql.MySQLError))
-        yield finished
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.closedEvents(proxy)), 1)
+        yield self.events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that sends the start of a query and disconnects: the
         backend connection is closed, the connection forgotten and its end
-        logged once.
+        logged once, without an error.
         """
         proxy = self.proxy()
-        finished = whenFinished(proxy)
 
         def work() -> None:
             connection = self.connect(proxy.port)
@@ -778,6 +700,4 @@ class RobustnessTests(MySQLTestCase):
             connection._sock.close()
 
         yield self.inThread(work)
-        yield finished
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.closedEvents(proxy)), 1)
+        yield self.events.assertForgotten(proxy)

@@ -7,179 +7,40 @@ run as root), the real proxy (L{listenProxy}) and real clients: psycopg 3
 a small Twisted client where the test needs bytes psycopg would not send.
 
 The server is shared by the tests of this module: it is started by the
-first test that needs it and stopped when the test process exits.  It is
-spawned outside the reactor's process handling on purpose: trial kills
-every process the reactor spawned when a test ends.
+first test that needs it and stopped when the test process exits (see
+L{txvaurien.test.servers.sharedServer}).
 """
 
 from __future__ import annotations
 
-import atexit
-import ctypes
-import datetime
 import os
 import pwd
-import shutil
-import signal
-import subprocess
 import tempfile
-from typing import Any, Callable, Generator
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, task, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
 
 from txvaurien.protocols.postgresql import message as pgMessage
-from txvaurien.table import buildTable
-from txvaurien.test.helpers import listenProxy, testRegistry
-from txvaurien.test.servers import freePort, requireBinary, requireModule, waitForPort
+from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import (
+    Events,
+    RealServerTestCase,
+    SeededQueryTests,
+    numberedQueries,
+    recordMessages,
+)
+from txvaurien.test.servers import (
+    ExternalServer,
+    freePort,
+    requireBinary,
+    requireModule,
+    run,
+    selfSignedCertificate,
+    sharedServer,
+)
 
 PASSWORD = "s3cret"
-
-
-def _dieWithParent(uid: int | None, gid: int | None) -> Callable[[], None]:
-    """
-    A C{preexec_fn}: drop to C{uid}/C{gid}, then ask the kernel to
-    terminate the child when the test process dies (after the credential
-    change, which would clear the request).
-    """
-
-    def preexec() -> None:
-        os.setsid()
-        if gid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return preexec
-
-
-class ExternalServer:
-    """
-    A server process shared by several tests: started with L{subprocess}
-    rather than the reactor (so trial's janitor lets it live between
-    tests), killed by the kernel if the test process dies, and stopped by
-    L{stop} (registered with L{atexit}).
-
-    @ivar directory: a temporary directory removed when it stops.
-    """
-
-    def __init__(self, argv: list[str], directory: str, uid: int | None = None,
-                 gid: int | None = None) -> None:
-        self.argv = argv
-        self.directory = directory
-        self.uid = uid
-        self.gid = gid
-        self.log = os.path.join(directory, "server.log")
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log, "wb") as log:
-            self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.directory, preexec_fn=_dieWithParent(self.uid, self.gid))
-        atexit.register(self.stop)
-
-    @property
-    def exited(self) -> bool:
-        return self.popen is None or self.popen.poll() is not None
-
-    def output(self) -> str:
-        try:
-            with open(self.log, "rb") as log:
-                return log.read()[-20000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """
-        Stop the server (SIGTERM, then SIGKILL after 15 seconds) and remove
-        its directory.
-        """
-        popen = self.popen
-        if popen is not None and popen.poll() is None:
-            popen.terminate()
-            try:
-                popen.wait(15)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-class _Collect(protocol.ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = bytearray()
-        self.ended: defer.Deferred = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
-@defer.inlineCallbacks
-def run(argv: list[str], uid: int | None = None, gid: int | None = None,
-        env: dict[str, str] | None = None, path: str | None = None) -> Any:
-    """
-    Run a command to its end on the reactor.
-
-    @return: a L{defer.Deferred} firing with its output (standard output
-        and error), or failing with L{AssertionError} if it exits with a
-        non-zero status.
-    """
-    collect = _Collect()
-    reactor.spawnProcess(collect, argv[0], argv, env=env if env is not None else dict(os.environ),
-                         path=path, uid=uid, gid=gid)
-    status = yield collect.ended
-    output = collect.output.decode("utf-8", "replace")
-    if status != 0:
-        raise AssertionError("{} exited with {}:\n{}".format(argv, status, output))
-    return output
-
-
-def selfSignedCertificate(directory: str, uid: int | None = None) -> tuple[str, str]:
-    """
-    Write a self-signed certificate for C{localhost} and its key (mode
-    0600, owned by C{uid}) into C{directory}.
-
-    @return: the paths of the certificate and the key.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256()))
-    certPath = os.path.join(directory, "server.crt")
-    keyPath = os.path.join(directory, "server.key")
-    with open(certPath, "wb") as f:
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
-    with open(keyPath, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    os.chmod(keyPath, 0o600)
-    if uid is not None:
-        os.chown(certPath, uid, -1)
-        os.chown(keyPath, uid, -1)
-    return certPath, keyPath
 
 
 class PostgresServer(ExternalServer):
@@ -187,11 +48,7 @@ class PostgresServer(ExternalServer):
     A PostgreSQL cluster: superuser C{postgres} with password L{PASSWORD}
     (SCRAM over TCP) and role C{trustee}, trusted without password, for
     hand-written clients.
-
-    @ivar port: its TCP port on 127.0.0.1.
     """
-
-    port: int
 
 
 def _unprivileged() -> tuple[int, int]:
@@ -246,10 +103,8 @@ def startPostgres(ssl: bool = False) -> Generator[Any, Any, Any]:
     if ssl:
         cert, key = selfSignedCertificate(directory, uid)
         argv += ["-c", "ssl=on", "-c", "ssl_cert_file=" + cert, "-c", "ssl_key_file=" + key]
-    server = PostgresServer(argv, directory, uid, gid)
-    server.port = port
-    server.start()
-    yield waitForPort(reactor, port, process=server)
+    server = PostgresServer(argv, directory, port, uid, gid)
+    yield server.start()
     psycopg = requireModule("psycopg", "psycopg[binary]")
 
     def createRole() -> bool:
@@ -275,85 +130,18 @@ def startPostgres(ssl: bool = False) -> Generator[Any, Any, Any]:
     return server
 
 
-_shared: dict[str, Any] = {}
-
-
-@defer.inlineCallbacks
-def sharedPostgres() -> Generator[Any, Any, Any]:
+class PostgresTestCase(RealServerTestCase):
     """
-    The PostgreSQL server (without SSL) shared by this module's tests.
-    """
-    server = _shared.get("postgres")
-    if server is None or server.exited:
-        server = yield startPostgres()
-        _shared["postgres"] = server
-    return server
-
-
-def recordMessages(proxy: Any) -> list[Any]:
-    """
-    Record every message the framers of C{proxy}'s future connections
-    start, in order.
-
-    @return: the list the L{txvaurien.frames.Message}s are appended to.
-    """
-    messages: list[Any] = []
-    handler = proxy.handler
-    build = handler.buildSession
-
-    def recording(framer: Any) -> None:
-        for name in ("feed", "finish"):
-            original = getattr(framer, name)
-
-            def wrapper(*args: Any, original: Any = original) -> Any:
-                frames = original(*args)
-                messages.extend(frame.message for frame in frames if frame.first)
-                return frames
-
-            setattr(framer, name, wrapper)
-
-    def buildSession(connection: Any) -> Any:
-        session = build(connection)
-        recording(session.upstream)
-        recording(session.downstream)
-        return session
-
-    handler.buildSession = buildSession
-    return messages
-
-
-def whenFinished(proxy: Any, count: int = 1) -> defer.Deferred:
-    """
-    Fire once C{count} more connections of C{proxy} have finished.
-    """
-    d: defer.Deferred = defer.Deferred()
-    original = proxy.connectionFinished
-    seen = []
-
-    def finished(connection: Any) -> None:
-        original(connection)
-        seen.append(connection)
-        if len(seen) == count and not d.called:
-            d.callback(seen)
-
-    proxy.connectionFinished = finished
-    return d
-
-
-class PostgresTestCase(TestCase):
-    """
-    Tests that talk to the shared PostgreSQL server through a proxy.
+    Tests that talk to the PostgreSQL server (without SSL) shared by this
+    module's tests, through a proxy.
     """
 
-    timeout = 120
+    protocol = "postgresql"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.psycopg = requireModule("psycopg", "psycopg[binary]")
-        self.server = yield sharedPostgres()
-
-    def proxy(self, behavior: str = "100:dummy", **kwargs: Any) -> Any:
-        return listenProxy(self, self.server.port, behavior, protocol="postgresql", **kwargs)
+        self.server = yield sharedServer("postgres", startPostgres)
 
     def connect(self, port: int, **kwargs: Any) -> Any:
         """
@@ -365,49 +153,31 @@ class PostgresTestCase(TestCase):
         options.update(kwargs)
         return self.psycopg.connect(**options)
 
-    def inThread(self, f: Callable[..., Any], *args: Any) -> defer.Deferred:
-        return threads.deferToThread(f, *args)
-
-    def liveSession(self, proxy: Any) -> Any:
-        [connection] = proxy.connections
-        return connection.session
-
-    def setTable(self, proxy: Any, spec: str) -> None:
-        """
-        Give C{proxy} a new request-scope behavior table.
-        """
-        proxy.setTable(buildTable(spec, testRegistry(), None, "request"))
-
-    def failures(self, behavior: str, seed: int, count: int = 100) -> defer.Deferred:
+    def failures(self, behavior: str, seed: int, states: set[str],
+                 count: int = 100) -> defer.Deferred:
         """
         Run C{count} queries on one connection through a proxy with
-        C{behavior} under request scope and seed C{seed}.
+        C{behavior} under request scope and seed C{seed}; every query that
+        does not fail must return its own data.
 
+        @param states: the SQLSTATEs of the failures are added to it.
         @return: a L{defer.Deferred} firing with the indexes of the queries
-            that failed, their SQLSTATEs, and the wrong answers (none
-            expected).
+            that failed.
         """
         proxy = self.proxy(behavior, seed=seed)
         psycopg = self.psycopg
 
         def work() -> Any:
-            failed, states, wrong = [], set(), []
             with self.connect(proxy.port, autocommit=True) as connection:
-                for i in range(count):
-                    try:
-                        if i % 2:
-                            row = connection.execute("SELECT %s::int, 'v' || %s", [i, i]).fetchone()
-                        else:
-                            row = connection.execute("SELECT {0}, 'v{0}'".format(i)).fetchone()
-                    except psycopg.Error as e:
-                        failed.append(i)
-                        states.add(e.sqlstate)
-                        continue
-                    if row != (i, "v%d" % i):
-                        wrong.append((i, row))
-            return failed, states, wrong
 
-        return self.inThread(work)
+                def query(i: int) -> Any:
+                    if i % 2:
+                        return connection.execute("SELECT %s::int, 'v' || %s", [i, i]).fetchone()
+                    return connection.execute("SELECT {0}, 'v{0}'".format(i)).fetchone()
+
+                return numberedQueries(query, psycopg.Error, lambda e: e.sqlstate, count)
+
+        return self.failedQueries(work, states)
 
 
 class DummyTests(PostgresTestCase):
@@ -535,11 +305,13 @@ class DummyTests(PostgresTestCase):
 
 
 
-class ErrorTests(PostgresTestCase):
+class ErrorTests(SeededQueryTests, PostgresTestCase):
     """
     Errors a behavior injects reach psycopg as ErrorResponses it raises
     with the configured SQLSTATE, and the connection stays usable.
     """
+
+    errorCode = "XX000"
 
     @defer.inlineCallbacks
     def _failThenRecover(self, behavior: str) -> Generator[Any, Any, Any]:
@@ -600,34 +372,6 @@ class ErrorTests(PostgresTestCase):
         """
         text = yield self._failThenRecover("100:swallow")
         self.assertIn("swallowed", text)
-
-    @defer.inlineCallbacks
-    def test_requestScopeSubsetIsReproducible(self) -> Generator[Any, Any, Any]:
-        """
-        Under request scope, C{50:error} with a fixed seed fails a subset
-        of 100 queries on one connection, the same subset on a second run,
-        with the default SQLSTATE; every other query returns its own data.
-        """
-        first = yield self.failures("50:error", seed=7)
-        second = yield self.failures("50:error", seed=7)
-        failed, states, wrong = first
-        self.assertEqual(wrong, [])
-        self.assertEqual(states, {"XX000"})
-        self.assertTrue(20 < len(failed) < 80, failed)
-        self.assertEqual(second, first)
-        other = yield self.failures("50:error", seed=8)
-        self.assertNotEqual(other[0], failed)
-
-    @defer.inlineCallbacks
-    def test_requestScopeSwallow(self) -> Generator[Any, Any, Any]:
-        """
-        The same with C{50:swallow}.
-        """
-        first = yield self.failures("50:swallow", seed=3)
-        second = yield self.failures("50:swallow", seed=3)
-        self.assertEqual(first[2], [])
-        self.assertTrue(20 < len(first[0]) < 80, first[0])
-        self.assertEqual(second, first)
 
 
 class EncryptionTests(PostgresTestCase):
@@ -725,24 +469,17 @@ class RobustnessTests(PostgresTestCase):
     """
 
     def setUp(self) -> Any:
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
+        self.events = Events(self)
         return PostgresTestCase.setUp(self)
-
-    def closedEvents(self, proxy: Any) -> list[Any]:
-        return [e for e in self.events if e.get("event") == "closed"
-                and e.get("proxy") == proxy.name and e.get("log_namespace") == "txvaurien.proxy"]
 
     @defer.inlineCallbacks
     def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
         A backend that terminates itself while it streams a result: psycopg
         gets an error, and the proxy forgets the connection and logs its
-        end once.
+        end once, without an error.
         """
         proxy = self.proxy()
-        finished = whenFinished(proxy)
         psycopg = self.psycopg
 
         def work() -> Any:
@@ -760,19 +497,16 @@ class RobustnessTests(PostgresTestCase):
 
         errorClass = yield self.inThread(work)
         self.assertTrue(errorClass is not None and issubclass(errorClass, psycopg.Error))
-        yield finished
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.closedEvents(proxy)), 1)
+        yield self.events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
         """
         A client that sends the start of a Query and disconnects: the
         backend connection is closed, the connection forgotten and logged
-        once.
+        once, without an error.
         """
         proxy = self.proxy()
-        finished = whenFinished(proxy)
         client = yield connectProtocol(
             TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port), RawClient())
         client.transport.write(startupMessage(user="trustee", database="postgres"))
@@ -780,9 +514,7 @@ class RobustnessTests(PostgresTestCase):
         query = pgMessage(b"Q", b"SELECT 1" + b" " * 1000 + b"\x00")
         client.transport.write(query[:40])
         client.transport.loseConnection()
-        yield finished
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(self.closedEvents(proxy)), 1)
+        yield self.events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_connectFailed(self) -> Generator[Any, Any, Any]:

@@ -11,129 +11,61 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
-from typing import Any, Callable, Generator
+from typing import Any, Generator
 
-from twisted.internet import defer, reactor, threads
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from txvaurien.table import buildTable
-from txvaurien.test.helpers import listenProxy, testRegistry
+from txvaurien.test.realclients import (
+    Events,
+    RealServerTestCase,
+    assertSeededSubset,
+    cutMidResponse,
+    leaveMidRequest,
+    storeAndGetFailures,
+    transcript,
+)
 from txvaurien.test.servers import (
-    ServerProcess,
     freePort,
     requireBinary,
     requireModule,
-    waitForPort,
+    startServer,
 )
 
 
-class RedisServer:
-    """
-    A redis-server for one test.
-
-    @ivar port: its TCP port on 127.0.0.1.
-    @ivar process: its L{ServerProcess}.
-    """
-
-    def __init__(self, port: int, process: ServerProcess) -> None:
-        self.port = port
-        self.process = process
-
-
-@defer.inlineCallbacks
-def startRedis(case: TestCase) -> Generator[Any, Any, Any]:
+def startRedis(case: TestCase) -> defer.Deferred:
     """
     Start a redis-server for C{case}, stopped when it ends: no snapshots,
     no append-only file, C{DEBUG} enabled (for C{DEBUG PROTOCOL}).
 
-    @return: a L{defer.Deferred} firing with the L{RedisServer}.
+    @return: a L{defer.Deferred} firing with the
+        L{txvaurien.test.servers.RunningServer}.
     """
     binary = requireBinary("redis-server", "redis-server")
     directory = os.path.abspath(case.mktemp())
     os.makedirs(directory)
     port = freePort()
-    process = ServerProcess(reactor, [
+    return startServer(case, [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "no", "--dir", directory, "--protected-mode", "no",
         "--enable-debug-command", "yes", "--loglevel", "warning",
-    ], path=directory)
-    process.start()
-    case.addCleanup(process.stop)
-    yield waitForPort(reactor, port, process=process)
-    return RedisServer(port, process)
+    ], port, path=directory)
 
 
-def closedEvents(events: EventLoggingObserver, factory: Any) -> list[dict]:
-    """
-    The "connection closed" events a proxy logged.
-    """
-    return [e for e in events if e.get("event") == "closed" and e.get("proxy") == factory.name]
-
-
-def whenIdle(factory: Any) -> defer.Deferred:
-    """
-    Fire when a proxy that accepted a connection has none left, without
-    closing anything: a connection that never ends makes the test time
-    out.
-    """
-    d: defer.Deferred = defer.Deferred()
-    if factory.accepted and not factory.connections:
-        d.callback(None)
-        return d
-    original = factory.connectionFinished
-
-    def finished(connection: Any) -> None:
-        original(connection)
-        if not factory.connections and not d.called:
-            factory.connectionFinished = original
-            d.callback(None)
-
-    factory.connectionFinished = finished
-    return d
-
-
-def failures(events: EventLoggingObserver) -> list[dict]:
-    """
-    Events carrying a failure: a bug reached the log.
-    """
-    return [e for e in events if "log_failure" in e]
-
-
-def recv(sock: socket.socket, size: int) -> bytes:
-    """
-    Read exactly C{size} bytes (or up to EOF).
-    """
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-class RedisIntegrationTests(TestCase):
+class RedisIntegrationTests(RealServerTestCase):
     """
     redis-py and plain sockets through C{--protocol redis}.
     """
 
-    timeout = 120
+    protocol = "redis"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.redis = requireModule("redis", "redis")
         self.server = yield startRedis(self)
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
-
-    def proxy(self, behavior: str = "100:dummy", **kwargs: Any) -> Any:
-        return listenProxy(self, self.server.port, behavior, protocol="redis", **kwargs)
+        self.events = Events(self)
 
     def client(self, port: int, **kwargs: Any) -> Any:
         """
@@ -146,9 +78,6 @@ class RedisIntegrationTests(TestCase):
         client = self.redis.Redis(**options)
         self.addCleanup(client.close)
         return client
-
-    def inThread(self, f: Callable[..., Any], *args: Any) -> defer.Deferred:
-        return threads.deferToThread(f, *args)
 
     @defer.inlineCallbacks
     def test_commandsAndPipelineWithDummy(self) -> Generator[Any, Any, Any]:
@@ -175,7 +104,7 @@ class RedisIntegrationTests(TestCase):
         self.assertEqual(results[0::2], [True] * 100)
         self.assertEqual(results[1::2], [b"value:%d" % i for i in range(100)])
         self.assertEqual(fetched, big)
-        self.assertEqual(failures(self.events), [])
+        self.assertEqual(self.events.failures(), [])
 
     @defer.inlineCallbacks
     def test_multiExec(self) -> Generator[Any, Any, Any]:
@@ -245,19 +174,8 @@ class RedisIntegrationTests(TestCase):
                  b"map", b"attrib", b"push", b"verbatim", b"true", b"false"]
         requests = b"HELLO 3\r\n" + b"".join(
             b"DEBUG PROTOCOL %s\r\n" % t for t in types) + b"QUIT\r\n"
-
-        def transcript(port: int) -> bytes:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-                sock.sendall(requests)
-                data = b""
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return data
-                    data += chunk
-
-        direct = yield self.inThread(transcript, self.server.port)
-        proxied = yield self.inThread(transcript, factory.port)
+        direct = yield self.inThread(transcript, self.server.port, requests)
+        proxied = yield self.inThread(transcript, factory.port, requests)
         self.assertIn(b"|1\r\n", direct)
         self.assertIn(b">2\r\n", direct)
         # Only the client id (in HELLO's reply) differs.
@@ -325,7 +243,7 @@ class RedisIntegrationTests(TestCase):
 
         client, message = yield self.inThread(fail)
         self.assertIn("injected by txvaurien", message)
-        factory.setTable(buildTable("100:dummy", testRegistry(), None, "request"))
+        self.setTable(factory, "100:dummy")
 
         def work() -> Any:
             client.set("k", "v")
@@ -359,14 +277,14 @@ class RedisIntegrationTests(TestCase):
             self.assertGreaterEqual(each, 0.4)
             self.assertLess(each, 10.4)
 
-    @defer.inlineCallbacks
-    def test_abortIsConnectionError(self) -> Generator[Any, Any, Any]:
+    def cutCommand(self, behavior: str, key: str) -> defer.Deferred:
         """
-        With C{abort} the command reaches redis (the key is set) but the
-        connection drops before the reply: redis-py raises its
-        C{ConnectionError}.
+        C{SET key yes} through a new proxy with C{behavior}, which must
+        make redis-py raise its C{ConnectionError}.
+
+        @return: a L{defer.Deferred} firing with C{key}'s value in redis.
         """
-        factory = self.proxy("100:abort")
+        factory = self.proxy(behavior)
         exceptions = self.redis.exceptions
         direct = self.client(self.server.port)
 
@@ -374,10 +292,19 @@ class RedisIntegrationTests(TestCase):
             client = self.client(factory.port, protocol=2, driver_info=None,
                                  retry_on_error=[], retry=None)
             with self.assertRaises(exceptions.ConnectionError):
-                client.set("aborted", "yes")
-            return direct.get("aborted")
+                client.set(key, "yes")
+            return direct.get(key)
 
-        value = yield self.inThread(work)
+        return self.inThread(work)
+
+    @defer.inlineCallbacks
+    def test_abortIsConnectionError(self) -> Generator[Any, Any, Any]:
+        """
+        With C{abort} the command reaches redis (the key is set) but the
+        connection drops before the reply: redis-py raises its
+        C{ConnectionError}.
+        """
+        value = yield self.cutCommand("100:abort", "aborted")
         self.assertEqual(value, b"yes")
 
     @defer.inlineCallbacks
@@ -386,18 +313,7 @@ class RedisIntegrationTests(TestCase):
         With C{blackout} the connection is cut when the command arrives,
         which never reaches redis: redis-py raises its C{ConnectionError}.
         """
-        factory = self.proxy("100:blackout")
-        exceptions = self.redis.exceptions
-        direct = self.client(self.server.port)
-
-        def work() -> Any:
-            client = self.client(factory.port, protocol=2, driver_info=None,
-                                 retry_on_error=[], retry=None)
-            with self.assertRaises(exceptions.ConnectionError):
-                client.set("blackout", "yes")
-            return direct.get("blackout")
-
-        value = yield self.inThread(work)
+        value = yield self.cutCommand("100:blackout", "blackout")
         self.assertIsNone(value)
 
     @defer.inlineCallbacks
@@ -421,19 +337,9 @@ class RedisIntegrationTests(TestCase):
 
         results = yield self.inThread(work)
         self.assertEqual(len(results), 100)
-        failed = []
-        for i, result in enumerate(results):
-            if isinstance(result, exceptions.ResponseError):
-                failed.append(i)
-            elif i % 2 == 0:
-                self.assertIs(result, True)
-            elif i - 1 in failed:
-                # The SET before it failed: the key has no value yet, or
-                # the one a previous run left.
-                self.assertIn(result, (None, b"v:%d" % (i // 2)))
-            else:
-                self.assertEqual(result, b"v:%d" % (i // 2))
-        defer.returnValue(failed)
+        return storeAndGetFailures(
+            self, results, lambda result: isinstance(result, exceptions.ResponseError),
+            True, None, lambda n: b"v:%d" % n)
 
     @defer.inlineCallbacks
     def test_requestScopeIsReproducible(self) -> Generator[Any, Any, Any]:
@@ -444,12 +350,8 @@ class RedisIntegrationTests(TestCase):
         subset again, another seed another one.
         """
         for behavior in ("50:error", "50:swallow"):
-            first = yield self.pipelinedFailures(behavior, 42)
-            second = yield self.pipelinedFailures(behavior, 42)
-            other = yield self.pipelinedFailures(behavior, 43)
-            self.assertEqual(first, second)
-            self.assertNotEqual(first, other)
-            self.assertTrue(20 < len(first) < 80, first)
+            yield assertSeededSubset(
+                self, lambda seed: self.pipelinedFailures(behavior, seed), 42, 43)
 
     @defer.inlineCallbacks
     def test_redisBenchmark(self) -> Generator[Any, Any, Any]:
@@ -474,7 +376,7 @@ class RedisIntegrationTests(TestCase):
                          result.stdout)
         self.assertTrue(all(float(row[1].strip('"')) > 0 for row in rows), result.stdout)
         self.assertNotIn("error", (result.stdout + result.stderr).lower())
-        self.assertEqual(failures(self.events), [])
+        self.assertEqual(self.events.failures(), [])
 
     @defer.inlineCallbacks
     def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
@@ -489,35 +391,12 @@ class RedisIntegrationTests(TestCase):
         setter = self.client(self.server.port)
         yield self.inThread(setter.set, "big", value)
         setter.close()
-        connected = socket.create_connection(("127.0.0.1", factory.port), timeout=30)
-        self.addCleanup(connected.close)
-
-        def askAndReadSome() -> bytes:
-            connected.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
-            return recv(connected, 1 << 20)
-
-        first = yield self.inThread(askAndReadSome)
+        first, rest = yield cutMidResponse(
+            self, factory.port, b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", 1 << 20,
+            lambda: self.server.process.stop(signal.SIGKILL))
         self.assertTrue(first.startswith(b"$%d\r\n" % len(value)))
-        yield self.server.process.stop(signal.SIGKILL)
-
-        def readToEnd() -> int:
-            total = 0
-            try:
-                while True:
-                    chunk = connected.recv(1 << 20)
-                    if not chunk:
-                        return total
-                    total += len(chunk)
-            except ConnectionResetError:
-                return total
-
-        rest = yield self.inThread(readToEnd)
-        # As a client library does on a broken connection.
-        connected.close()
         self.assertLess(len(first) + rest, len(value) + 20)
-        yield whenIdle(factory)
-        [closed] = closedEvents(self.events, factory)
-        self.assertEqual(failures(self.events), [])
+        yield self.events.assertForgotten(factory)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidRequest(self) -> Generator[Any, Any, Any]:
@@ -526,19 +405,11 @@ class RedisIntegrationTests(TestCase):
         by the proxy and logged once; the server keeps serving.
         """
         factory = self.proxy()
-
-        def sendHalf() -> None:
-            with socket.create_connection(("127.0.0.1", factory.port), timeout=30) as sock:
-                # A whole command first, so the proxy surely has the
-                # connection before it goes.
-                sock.sendall(b"PING\r\n")
-                self.assertEqual(recv(sock, 7), b"+PONG\r\n")
-                sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n" + b"a" * 5000)
-
-        yield self.inThread(sendHalf)
-        yield whenIdle(factory)
-        [closed] = closedEvents(self.events, factory)
-        self.assertEqual(failures(self.events), [])
+        pong = yield self.inThread(
+            leaveMidRequest, factory.port, b"PING\r\n", 7,
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n" + b"a" * 5000)
+        self.assertEqual(pong, b"+PONG\r\n")
+        yield self.events.assertForgotten(factory)
         client = self.client(factory.port)
         pong = yield self.inThread(client.ping)
         self.assertTrue(pong)

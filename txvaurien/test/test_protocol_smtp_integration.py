@@ -8,7 +8,6 @@ serving.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import smtplib
 import socket
@@ -17,13 +16,13 @@ import threading
 from email.message import EmailMessage
 from typing import Any, Generator
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from txvaurien.test.helpers import listenProxy
-from txvaurien.test.servers import requireModule
-from txvaurien.test.test_protocol_http_integration import TIMEOUT, Events
+from txvaurien.test.realclients import TIMEOUT, Events, assertSeededSubset
+from txvaurien.test.servers import listenBackend, requireModule, selfSignedCertificate
 
 
 class Handler:
@@ -46,31 +45,9 @@ class Handler:
 def selfSignedContext(directory: str) -> ssl.SSLContext:
     """
     A server TLS context with a fresh self-signed certificate for
-    127.0.0.1.
+    C{backend.example}.
     """
-    requireModule("cryptography", "cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend.example")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256()))
-    certPath = os.path.join(directory, "cert.pem")
-    keyPath = os.path.join(directory, "key.pem")
-    with open(certPath, "wb") as f:
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
-    with open(keyPath, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    certPath, keyPath = selfSignedCertificate(directory, commonName="backend.example")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certPath, keyPath)
     return context
@@ -371,8 +348,9 @@ class ErrorTests(TestCase):
         subset of 100 sequential C{VRFY} on one connection on every run
         (another seed, another subset); the others get their own answer.
         """
-        failed = []
-        for seed in (3, 3, 4):
+
+        @defer.inlineCallbacks
+        def failing(seed: int) -> Generator[Any, Any, Any]:
             results = yield self.requestScopeRun("50:swallow", seed)
             failing = set()
             for i, (code, text) in enumerate(results):
@@ -381,10 +359,9 @@ class ErrorTests(TestCase):
                     failing.add(i)
                 else:
                     self.assertEqual((code, text), (252, b"user%d@example.org" % i))
-            self.assertTrue(25 < len(failing) < 75, len(failing))
-            failed.append(failing)
-        self.assertEqual(failed[0], failed[1])
-        self.assertNotEqual(failed[0], failed[2])
+            return failing
+
+        yield assertSeededSubset(self, failing, 3, 4, low=25, high=75)
 
     @defer.inlineCallbacks
     def test_requestScopeSendmailSubset(self) -> Generator[Any, Any, Any]:
@@ -475,20 +452,16 @@ class FailureTests(TestCase):
                 self.transport.loseConnection()
 
         factory = protocol.ServerFactory.forProtocol(Dying)
-        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+        port = listenBackend(self, factory)
         events = Events(self)
-        proxy = listenProxy(self, port.getHost().port, protocol="smtp")
+        proxy = listenProxy(self, port, protocol="smtp")
 
         def ehlo() -> None:
             with client(proxy.port) as smtp:
                 smtp.ehlo()
 
         yield self.assertFailure(deferToThread(ehlo), smtplib.SMTPServerDisconnected)
-        yield events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(events.closed(proxy)), 1)
-        self.assertEqual(events.failures(), [])
+        yield events.assertForgotten(proxy)
 
     @defer.inlineCallbacks
     def test_clientLeavesMidContent(self) -> Generator[Any, Any, Any]:
@@ -513,8 +486,5 @@ class FailureTests(TestCase):
                 s.sendall(b"Subject: cut\r\n\r\nhalf a mess")
 
         yield deferToThread(leave)
-        yield events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
-        self.assertEqual(len(events.closed(proxy)), 1)
-        self.assertEqual(events.failures(), [])
+        yield events.assertForgotten(proxy)
         self.assertEqual(handler.messages, [])

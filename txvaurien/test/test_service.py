@@ -16,6 +16,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
 
 from txvaurien.service import ProxyService, _pinPort, makeProxyService
+from txvaurien.test.servers import listenBackend
 
 
 class Echo(LineReceiver):
@@ -57,9 +58,7 @@ class EmbeddingTests(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.backendPort = port.getHost().port
+        self.backendPort = listenBackend(self, protocol.Factory.forProtocol(Echo))
 
     def makeApplication(self, **values: Any) -> tuple[MultiService, ProxyService]:
         application = MultiService()
