@@ -53,7 +53,7 @@ def header(*words: object) -> bytes:
     return text.ljust(HEADER)
 
 
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
     """
     Close with RST (SO_LINGER 0), so nothing lingers.
     """
@@ -64,12 +64,19 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def _download(sock: socket.socket, n: int) -> None:
+def sendBytes(sock: socket.socket, n: int) -> None:
+    """
+    Send C{n} bytes of L{PAYLOAD}, blocking.
+    """
     while n >= CHUNK:
         sock.sendall(PAYLOAD)
         n -= CHUNK
     if n:
         sock.sendall(PAYLOAD[:n])
+
+
+def _download(sock: socket.socket, n: int) -> None:
+    sendBytes(sock, n)
     sock.shutdown(socket.SHUT_WR)
     # Wait for the client to close, so the last bytes are not lost to a
     # reset if it still had something in flight.
@@ -98,40 +105,61 @@ def _readExactly(sock: socket.socket, n: int) -> int:
     return total
 
 
-def _push(sock: socket.socket, seconds: float) -> None:
+def sendFor(sock: socket.socket, seconds: float, data: bytes | memoryview,
+            timeout: float) -> int:
+    """
+    Send C{data} again and again for C{seconds} (a send blocked for
+    C{timeout} seconds is tried again).
+
+    @return: how many bytes were sent.
+    """
     deadline = time.monotonic() + seconds
-    sock.settimeout(1.0)
+    sock.settimeout(timeout)
+    sent = 0
     while time.monotonic() < deadline:
         try:
-            sock.send(PAYLOAD)
+            sent += sock.send(data)
         except socket.timeout:
             continue
-    _reset(sock)
+    return sent
 
 
-def _slowRead(sock: socket.socket, rate: float, seconds: float) -> None:
-    start = time.monotonic()
-    deadline = start + seconds
-    buf = bytearray(65536)
-    view = memoryview(buf)
-    total = 0
+def readAtRate(sock: socket.socket, rate: float, seconds: float) -> tuple[int, bool]:
+    """
+    Read at C{rate} bytes per second at most, for C{seconds}.
+
+    @return: how many bytes were read, and whether the peer closed the
+        connection before the time was up.
+    """
+    view = memoryview(bytearray(65536))
     sock.settimeout(0.05)
+    start = time.monotonic()
+    total = 0
     while True:
         now = time.monotonic()
-        if now >= deadline:
-            break
+        if now - start >= seconds:
+            return total, False
         allowed = int(rate * (now - start)) - total
         if allowed <= 0:
             time.sleep(0.01)
             continue
         try:
-            got = sock.recv_into(view, min(allowed, len(buf)))
+            got = sock.recv_into(view, min(allowed, len(view)))
         except socket.timeout:
             continue
         if not got:
-            break
+            return total, True
         total += got
-    _reset(sock)
+
+
+def _push(sock: socket.socket, seconds: float) -> None:
+    sendFor(sock, seconds, PAYLOAD, 1.0)
+    reset(sock)
+
+
+def _slowRead(sock: socket.socket, rate: float, seconds: float) -> None:
+    readAtRate(sock, rate, seconds)
+    reset(sock)
 
 
 def _bulk(sock: socket.socket, words: list[str], early: bytes) -> None:
@@ -155,7 +183,7 @@ def _bulk(sock: socket.socket, words: list[str], early: bytes) -> None:
         elif mode == "R":
             _slowRead(sock, float(words[1]), float(words[2]))
         else:
-            _reset(sock)
+            reset(sock)
     except OSError:
         pass
     finally:

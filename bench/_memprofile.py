@@ -76,6 +76,7 @@ def main() -> None:
     sys.path.insert(0, HERE)
     import bench
     import _workloads as w
+    from _common import stop
 
     p = argparse.ArgumentParser()
     p.add_argument("--count", type=int, default=2000)
@@ -119,11 +120,7 @@ def main() -> None:
         for s in socks:
             s.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 10)
         backend.stop()
 
     n = opts.count

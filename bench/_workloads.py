@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
-import struct
 import threading
 import time
 from typing import Callable
 
-from _backend import CHUNK, HEADER, PAYLOAD, header
+from _backend import CHUNK, HEADER, PAYLOAD, header, readAtRate, reset, sendBytes, sendFor
+from _common import cpuSeconds
 
 OP_TIMEOUT = 30.0
 ECHO = header("E")
@@ -41,19 +41,6 @@ def rssKiB(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise WorkloadError("no VmRSS for pid {}".format(pid))
-
-
-_TICK = __import__("os").sysconf("SC_CLK_TCK")
-
-
-def cpuSeconds(pid: int) -> float:
-    """
-    User plus system CPU time used so far by process C{pid}.
-    """
-    with open("/proc/{}/stat".format(pid)) as f:
-        fields = f.read().rpartition(")")[2].split()
-    # fields[0] is the state (field 3); utime and stime are fields 14, 15.
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 class CPUMeter:
@@ -92,22 +79,6 @@ def recvExactly(sock: socket.socket, view: memoryview, n: int) -> None:
         if not k:
             raise WorkloadError("connection closed after {} of {} bytes".format(got, n))
         got += k
-
-
-def sendBytes(sock: socket.socket, n: int) -> None:
-    while n >= CHUNK:
-        sock.sendall(PAYLOAD)
-        n -= CHUNK
-    if n:
-        sock.sendall(PAYLOAD[:n])
-
-
-def reset(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
 
 
 def recvLine(sock: socket.socket, limit: int = 64) -> bytes:
@@ -424,28 +395,13 @@ def _backpressure(pid: int, every: float,
 
 
 def _readSlowly(address: Address, seconds: float, rate: float) -> tuple[int, float]:
-    view = memoryview(bytearray(65536))
     sock = connect(address)
     try:
         sock.sendall(header("P", seconds + 5))
-        sock.settimeout(0.05)
         start = time.monotonic()
-        got = 0
-        while True:
-            now = time.monotonic()
-            if now - start >= seconds:
-                break
-            allowed = int(rate * (now - start)) - got
-            if allowed <= 0:
-                time.sleep(0.01)
-                continue
-            try:
-                k = sock.recv_into(view, min(allowed, len(view)))
-            except socket.timeout:
-                continue
-            if not k:
-                raise WorkloadError("slow client: the target closed after {} bytes".format(got))
-            got += k
+        got, closed = readAtRate(sock, rate, seconds)
+        if closed:
+            raise WorkloadError("slow client: the target closed after {} bytes".format(got))
         return got, time.monotonic() - start
     finally:
         reset(sock)
@@ -455,14 +411,8 @@ def _pushHard(address: Address, seconds: float, rate: float) -> tuple[int, float
     sock = connect(address)
     try:
         sock.sendall(header("R", rate, seconds + 5))
-        sock.settimeout(0.05)
         start = time.monotonic()
-        sent = 0
-        while time.monotonic() - start < seconds:
-            try:
-                sent += sock.send(PAYLOAD[:262144])
-            except socket.timeout:
-                continue
+        sent = sendFor(sock, seconds, PAYLOAD[:262144], 0.05)
         return sent, time.monotonic() - start
     finally:
         reset(sock)

@@ -23,7 +23,6 @@ import selectors
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _workloads as w  # noqa: E402
+from _common import NotListening, freePort, stop, waitForPort  # noqa: E402
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -72,23 +72,6 @@ def _dieWithParent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:
         pass
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def _lastLine(text: str) -> str:
@@ -140,7 +123,7 @@ class Backend:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        _stop(self.proc)
+        stop(self.proc, 5)
 
 
 class Target:
@@ -194,21 +177,11 @@ class Target:
 
     def _waitReady(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise TargetError("{} exited with status {} at start:\n  $ {}\n{}".format(
-                    self.name, self.proc.returncode, shlex.join(self.command),
-                    _tail(self.log)))
-            try:
-                with socket.create_connection(self.address, timeout=1.0):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TargetError("{} did not listen within {}s:\n  $ {}\n{}".format(
-                    self.name, START_TIMEOUT, shlex.join(self.command), _tail(self.log)))
-            time.sleep(0.05)
+        try:
+            waitForPort(self.port, self.proc, START_TIMEOUT)
+        except NotListening as e:
+            raise TargetError("{} {}:\n  $ {}\n{}".format(
+                self.name, e.reason, shlex.join(self.command), _tail(self.log)))
         # One exchange end to end, so a proxy that listens but cannot
         # forward fails here with a clear message.
         try:
@@ -221,7 +194,7 @@ class Target:
         return self.kind == "direct" or (self.proc is not None and self.proc.poll() is None)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop(self.proc, 5)
 
 
 def fdCount(pid: int) -> int:

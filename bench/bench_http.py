@@ -36,57 +36,16 @@ import json
 import os
 import re
 import selectors
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from _common import Children, binary, cpuSeconds, freePort, waitForPort
 
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
             b"Hello, world!")
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("{!r} exited with status {}".format(process.args, process.returncode))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port {} after {}s".format(port, timeout))
-
-
-def binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise SystemExit("{} not found (Debian package {})".format(name, package))
-    return path
-
-
-def twistd() -> str:
-    """
-    The twistd next to this Python (a virtualenv's), else the one on PATH.
-    """
-    local = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(local, os.X_OK):
-        return local
-    return binary("twistd", "python3-twisted")
 
 
 # The backends, run as child processes of this script.
@@ -178,20 +137,6 @@ def startBackend(kind: str) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def startProxy(name: str, extra: list[str], backendPort: int,
-               directory: str) -> tuple[subprocess.Popen, int]:
-    port = freePort()
-    log = open(os.path.join(directory, "twistd-{}.log".format(name)), "wb")
-    process = subprocess.Popen(
-        [twistd(), "-n", "--pidfile=", "--logfile=-", "vaurien",
-         "--proxy", "tcp:{}:interface=127.0.0.1".format(port),
-         "--backend", "tcp:host=127.0.0.1:port={}".format(backendPort),
-         "--behavior", "100:dummy", "--log-level", "warn"] + extra,
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    waitForPort(port, process)
-    return process, port
-
-
 def runWrk(port: int, duration: float, connections: int, threads: int) -> dict[str, Any]:
     """
     Run wrk once against C{port}; return its requests/s and error counts.
@@ -215,31 +160,12 @@ def runWrk(port: int, duration: float, connections: int, threads: int) -> dict[s
     }
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 TARGETS = [
     ("tcp", ["--protocol", "tcp"]),
     ("tcp-no-splice", ["--protocol", "tcp", "--no-splice"]),
     ("http-httptools", ["--protocol", "http", "--protocol-http-parser", "httptools"]),
     ("http-h11", ["--protocol", "http", "--protocol-http-parser", "h11"]),
 ]
-
-
-def cpuSeconds(pid: int) -> float:
-    """
-    The user and system CPU time a process used so far (Linux).
-    """
-    with open("/proc/{}/stat".format(pid)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,19 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         (serveTiny if args.serve == "tiny" else serveWeb)(args.port)
         return 0
 
-    directory = tempfile.mkdtemp(prefix="bench-http-")
-    processes = []
+    children = Children("bench-http-")
+    pids = children.pids
     extra = ["--no-splice"] if args.no_splice else []
     try:
-        backend, backendPort = startBackend(args.backend)
-        processes.append(backend)
+        backendPort = children.add("direct", startBackend(args.backend))
         targets = {"direct": backendPort}
-        pids = {"direct": backend.pid}
         for name, options in TARGETS:
-            process, port = startProxy(name, options + extra, backendPort, directory)
-            processes.append(process)
-            targets[name] = port
-            pids[name] = process.pid
+            targets[name] = children.proxy(name, backendPort, options + extra)
         for port in targets.values():
             runWrk(port, 2, args.connections, args.threads)  # warm up
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
@@ -286,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 sample["cpu"] = (cpuSeconds(pids[name]) - before) / max(1, sample["requests"])
                 samples[name].append(sample)
     finally:
-        for process in reversed(processes):
-            stop(process)
-        shutil.rmtree(directory, ignore_errors=True)
+        children.close()
 
     median = {name: statistics.median(s["rate"] for s in runs) for name, runs in samples.items()}
     cpu = {name: statistics.median(s["cpu"] for s in runs) * 1e6

@@ -34,58 +34,12 @@ import json
 import os
 import pwd
 import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from typing import Any, Callable
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-SEARCH = "/usr/lib/postgresql/17/bin:/usr/lib/postgresql/16/bin:/usr/lib/postgresql/15/bin"
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("{!r} exited with status {}".format(process.args, process.returncode))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port {} after {}s".format(port, timeout))
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path=SEARCH)
-    if path is None:
-        raise SystemExit("{} not found (Debian package postgresql)".format(name))
-    return path
-
-
-def twistd() -> str:
-    """
-    The twistd next to this Python (a virtualenv's), else the one on PATH.
-    """
-    local = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(local, os.X_OK):
-        return local
-    found = shutil.which("twistd")
-    if found is None:
-        raise SystemExit("twistd not found")
-    return found
+from _common import Children, binary, freePort, waitForPort
 
 
 def asUser() -> tuple[int | None, int | None, Callable[[], None] | None]:
@@ -116,39 +70,24 @@ def startPostgres(directory: str) -> tuple[subprocess.Popen, int]:
     data = os.path.join(directory, "data")
     if uid is not None and gid is not None:
         os.chown(directory, uid, gid)
-    subprocess.run([binary("initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-N",
-                    "--locale=C", "-E", "UTF8"], check=True, capture_output=True,
-                   preexec_fn=switch, cwd=directory)
+    subprocess.run([binary("initdb", "postgresql"), "-D", data, "-U", "postgres",
+                    "-A", "trust", "-N", "--locale=C", "-E", "UTF8"],
+                   check=True, capture_output=True, preexec_fn=switch, cwd=directory)
     port = freePort()
     log = open(os.path.join(directory, "postgres.log"), "wb")
     process = subprocess.Popen(
-        [binary("postgres"), "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-         "-c", "unix_socket_directories=" + directory, "-c", "fsync=off",
-         "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        [binary("postgres", "postgresql"), "-D", data, "-p", str(port),
+         "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + directory,
+         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
          "-c", "max_connections=100"],
         stdout=log, stderr=subprocess.STDOUT, preexec_fn=switch, cwd=directory)
     waitForPort(port, process)
     return process, port
 
 
-def startProxy(protocol: str, backendPort: int, directory: str,
-               scope: str = "auto") -> tuple[subprocess.Popen, int]:
-    port = freePort()
-    log = open(os.path.join(directory, "twistd-{}-{}.log".format(protocol, scope)), "wb")
-    process = subprocess.Popen(
-        [twistd(), "-n", "--pidfile=", "--logfile=-",
-         "vaurien", "--protocol", protocol,
-         "--proxy", "tcp:{}:interface=127.0.0.1".format(port),
-         "--backend", "tcp:host=127.0.0.1:port={}".format(backendPort),
-         "--behavior", "100:dummy", "--behavior-scope", scope, "--log-level", "warn"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    waitForPort(port, process)
-    return process, port
-
-
 def pgbench(port: int, *arguments: str) -> str:
     result = subprocess.run(
-        [binary("pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+        [binary("pgbench", "postgresql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
          *arguments, "postgres"], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError("pgbench {} failed:\n{}{}".format(
@@ -165,16 +104,6 @@ def tps(output: str) -> float:
     return float(match.group(1))
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -189,21 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
-    directory = tempfile.mkdtemp(prefix="bench-pg-")
-    processes = []
+    children = Children("bench-pg-")
     modes = args.modes.split(",")
     try:
-        postgres, postgresPort = startPostgres(directory)
-        processes.append(postgres)
-        tcp, tcpPort = startProxy("tcp", postgresPort, directory)
-        processes.append(tcp)
-        framed, framedPort = startProxy("postgresql", postgresPort, directory)
-        processes.append(framed)
-        connectionScope, connectionPort = startProxy(
-            "postgresql", postgresPort, directory, "connection")
-        processes.append(connectionScope)
-        targets = {"direct": postgresPort, "tcp": tcpPort, "postgresql": framedPort,
-                   "pg-conn": connectionPort}
+        postgresPort = children.add("direct", startPostgres(children.directory))
+        targets = {"direct": postgresPort}
+        for name, protocol, scope in (("tcp", "tcp", "auto"), ("postgresql", "postgresql", "auto"),
+                                      ("pg-conn", "postgresql", "connection")):
+            targets[name] = children.proxy(
+                name, postgresPort, ["--protocol", protocol, "--behavior-scope", scope])
+        framedPort = targets["postgresql"]
         pgbench(framedPort, "-i", "-q", "-s", str(args.scale))
         common = ["-c", str(args.clients), "-j", str(args.threads)]
         if args.select_only:
@@ -220,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     finally:
-        for process in reversed(processes):
-            stop(process)
-        shutil.rmtree(directory, ignore_errors=True)
+        children.close()
 
     results: dict[str, Any] = {"seconds": args.seconds, "clients": args.clients,
                                "rounds": args.rounds, "selectOnly": args.select_only,

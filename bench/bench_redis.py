@@ -36,79 +36,21 @@ import argparse
 import csv
 import io
 import json
-import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("{!r} exited with status {}".format(process.args, process.returncode))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port {} after {}s".format(port, timeout))
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        raise SystemExit("{} not found (Debian packages redis-server, redis-tools)".format(name))
-    return path
-
-
-def twistd() -> str:
-    """
-    The twistd next to this Python (a virtualenv's), else the one on PATH.
-    """
-    local = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(local, os.X_OK):
-        return local
-    return binary("twistd")
+from _common import Children, binary, cpuSeconds, freePort, waitForPort
 
 
 def startRedis(directory: str) -> tuple[subprocess.Popen, int]:
     port = freePort()
     process = subprocess.Popen(
-        [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+        [binary("redis-server", "redis-server"), "--port", str(port), "--bind", "127.0.0.1",
          "--save", "", "--appendonly", "no", "--dir", directory,
          "--protected-mode", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    waitForPort(port, process)
-    return process, port
-
-
-def startProxy(protocol: str, backendPort: int, directory: str,
-               extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
-    port = freePort()
-    log = open(os.path.join(directory, "twistd-{}-{}.log".format(protocol, port)), "wb")
-    process = subprocess.Popen(
-        [twistd(), "-n", "--pidfile=", "--logfile=-",
-         "vaurien", "--protocol", protocol,
-         "--proxy", "tcp:{}:interface=127.0.0.1".format(port),
-         "--backend", "tcp:host=127.0.0.1:port={}".format(backendPort),
-         "--behavior", "100:dummy", "--log-level", "warn", *extra],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     waitForPort(port, process)
     return process, port
 
@@ -124,7 +66,8 @@ def runBenchmark(port: int, tests: str, requests: int, clients: int, pipeline: i
     Run redis-benchmark once; return requests/s per test name.
     """
     result = subprocess.run(
-        [binary("redis-benchmark"), "-h", "127.0.0.1", "-p", str(port), "-q", "--csv",
+        [binary("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(port),
+         "-q", "--csv",
          "-n", str(requests), "-c", str(clients), "-P", str(pipeline), "-t", tests],
         check=True, capture_output=True, text=True, timeout=600)
     out = result.stdout
@@ -138,25 +81,6 @@ def runBenchmark(port: int, tests: str, requests: int, clients: int, pipeline: i
     if not rates:
         raise RuntimeError("no results from redis-benchmark:\n" + out)
     return rates
-
-
-def cpuSeconds(pid: int) -> float:
-    """
-    User plus system CPU time a process used so far (Linux).
-    """
-    with open("/proc/{}/stat".format(pid)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,30 +98,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure --protocol tcp --no-splice")
     args = parser.parse_args(argv)
 
-    directory = tempfile.mkdtemp(prefix="bench-redis-")
-    processes: list[subprocess.Popen] = []
+    children = Children("bench-redis-")
     try:
-        redis, redisPort = startRedis(directory)
-        processes.append(redis)
-        tcp, tcpPort = startProxy("tcp", redisPort, directory)
-        processes.append(tcp)
-        framed, framedPort = startProxy("redis", redisPort, directory)
-        processes.append(framed)
-        targets = {"direct": redisPort, "tcp": tcpPort, "redis": framedPort}
+        redisPort = children.add("direct", startRedis(children.directory))
+        targets = {"direct": redisPort}
+        proxies = [("tcp", ["--protocol", "tcp"]), ("redis", ["--protocol", "redis"])]
         if args.no_splice:
-            plain, plainPort = startProxy("tcp", redisPort, directory, ("--no-splice",))
-            processes.append(plain)
-            targets["tcp-nosplice"] = plainPort
+            proxies.append(("tcp-nosplice", ["--protocol", "tcp", "--no-splice"]))
         for spec in args.extra:
-            proc, extraPort = startProxy(spec, redisPort, directory)
-            processes.append(proc)
-            targets[spec.rsplit(".", 1)[-1]] = extraPort
+            proxies.append((spec.rsplit(".", 1)[-1], ["--protocol", spec]))
+        for name, options in proxies:
+            targets[name] = children.proxy(name, redisPort, options)
         # Warm up every path once (connections, caches, imports).
         for port in targets.values():
             runBenchmark(port, args.tests, min(args.requests, 5000), args.clients, args.pipeline)
         samples: dict[str, dict[str, list[float]]] = {name: {} for name in targets}
         cpu: dict[str, list[float]] = {name: [] for name in targets if name != "direct"}
-        pids = {name: p.pid for name, p in zip(list(targets)[1:], processes[1:])}
+        pids = {name: pid for name, pid in children.pids.items() if name != "direct"}
         for _ in range(args.rounds):
             for name, port in targets.items():
                 before = cpuSeconds(pids[name]) if name in pids else 0.0
@@ -211,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     finally:
-        for process in reversed(processes):
-            stop(process)
-        shutil.rmtree(directory, ignore_errors=True)
+        children.close()
 
     results: dict[str, Any] = {"requests": args.requests, "clients": args.clients,
                                "pipeline": args.pipeline, "rounds": args.rounds, "tests": {}}
