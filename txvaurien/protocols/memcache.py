@@ -220,6 +220,15 @@ class _Framer(PairingFramer):
         frames.append(Frame(chunk, current, self.first, True))
         self.current = None
 
+    def _partial(self, frames: list[Frame], prefix: bytes, chunk: bytes) -> None:
+        """
+        The current message, if any, goes on with C{prefix + chunk}, the
+        rest of a read.
+        """
+        if self.current is not None and (chunk or prefix):
+            frames.append(Frame(prefix + chunk, self.current, self.first, False))
+            self.first = False
+
 
 @implementer(IFramer)
 class CommandFramer(_Framer):
@@ -324,9 +333,7 @@ class CommandFramer(_Framer):
         except _Invalid as e:
             self._invalid(data, seg, prefix, e, frames)
             return frames
-        if self.current is not None and (seg < n or prefix):
-            frames.append(Frame(prefix + data[seg:n], self.current, self.first, False))
-            self.first = False
+        self._partial(frames, prefix, data[seg:])
         return frames
 
     def _invalid(
@@ -523,9 +530,7 @@ class ResponseFramer(_Framer):
         except _Invalid as e:
             self._invalid(data, seg, prefix, e, frames)
             return frames
-        if self.current is not None and (seg < n or prefix):
-            frames.append(Frame(prefix + data[seg:n], self.current, self.first, False))
-            self.first = False
+        self._partial(frames, prefix, data[seg:])
         return frames
 
     def _invalid(
