@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any, Generator
 
-from twisted.internet import defer, reactor as globalReactor, task, threads
+from twisted.internet import defer, reactor as globalReactor, threads
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPullProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -28,6 +28,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from txvaurien import logs
+from txvaurien.test import latencyprobe
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.realclients import connect
 from txvaurien.test.servers import listenBackend
@@ -156,36 +157,6 @@ class Echo(Protocol):
         self.transport.write(data)
 
 
-class Pinger(Protocol):
-    """
-    Sends a ping and fires a L{Deferred} when the whole echo is back.
-    """
-
-    transport: Any
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.waiting: defer.Deferred | None = None
-        self.expected = 0
-        self.lost: defer.Deferred = defer.Deferred()
-
-    def ping(self, payload: bytes) -> defer.Deferred:
-        self.buffer = b""
-        self.expected = len(payload)
-        self.waiting = defer.Deferred()
-        self.transport.write(payload)
-        return self.waiting
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        if self.waiting is not None and len(self.buffer) >= self.expected:
-            waiting, self.waiting = self.waiting, None
-            waiting.callback(self.buffer)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
-
-
 class Counter(Protocol):
     """
     Receives until C{total} bytes came, noting when the first and last
@@ -302,57 +273,25 @@ class IntegrationCase(TestCase):
 
 class LatencyAccuracyTests(IntegrationCase):
     """
-    The latency added by C{latency}, measured through the proxy: round
-    trips to an echo backend, minus the median round trip through a proxy
-    without the behavior.  The timers of a machine whose CPUs are busy
-    with other work fire late by several milliseconds now and then, which
-    these tests see.
+    The latency added by C{latency}, measured through the real C{twistd
+    vaurien}: round trips to an echo backend, minus the median round trip
+    through a proxy without the behavior, with the proxy, the backend and
+    the client each in a process of its own (L{latencyprobe}).  The
+    timers of a machine whose CPUs are busy with other work still fire
+    late by several milliseconds now and then, which these tests see.
     """
 
     @defer.inlineCallbacks
-    def _pings(self, port: int, count: int) -> Generator[Any, Any, Any]:
-        """
-        One client's round trips: C{count} pings, one after the other.
-        """
-        pinger = Pinger()
-        yield self.connect(port, pinger)
-        payload = b"p" * 32
-        yield pinger.ping(payload)
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            echoed = yield pinger.ping(payload)
-            times.append(time.perf_counter() - start)
-            self.assertEqual(echoed, payload)
-        pinger.transport.loseConnection()
-        yield pinger.lost
-        return times
-
-    @defer.inlineCallbacks
-    def _roundTrips(
-        self, behavior: str, settings: dict[str, Any], clients: int, count: int
-    ) -> Any:
-        """
-        Round trips through a proxy, from C{clients} connections at once
-        whose pings are spread evenly over one round trip, so that their
-        timers do not fire together (one late wake-up of the reactor would
-        then spoil several samples at once).
-        """
-        backendPort = self.backend(Factory.forProtocol(Echo))
-        proxy = listenProxy(self, backendPort, behavior, settings=settings)
-        latency = settings.get("latency", {}).get("latency", "0")
-        spacing = float(latency) / 1000.0 / clients
-        results = yield defer.gatherResults([
-            task.deferLater(reactor, i * spacing, self._pings, proxy.port, count)
-            for i in range(clients)])
-        return [t for times in results for t in times]
-
-    @defer.inlineCallbacks
     def _checkLatency(self, milliseconds: int, clients: int, count: int) -> Generator[Any, Any, Any]:
-        baseline = yield self._roundTrips("100:dummy", {}, 1, 20)
+        baseline = yield latencyprobe.roundTrips(self, ["--behavior", "100:dummy"], 20)
         base = sorted(baseline)[len(baseline) // 2]
-        trips = yield self._roundTrips(
-            "100:latency", {"latency": {"latency": str(milliseconds)}}, clients, count)
+        # Clients spread evenly over one round trip, so that their timers do
+        # not fire together (one late wake-up of the proxy would then spoil
+        # several samples at once).
+        trips = yield latencyprobe.roundTrips(
+            self, ["--behavior", "100:latency",
+                   "--behavior-latency-latency", str(milliseconds)],
+            count, clients, milliseconds / 1000.0 / clients)
         self.assertEqual(len(trips), clients * count)
         added = [(t - base) * 1000 for t in trips]
         errors = [abs(a - milliseconds) for a in added]

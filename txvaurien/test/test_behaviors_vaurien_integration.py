@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from txvaurien.randomness import RandomSource
+from txvaurien.test import latencyprobe
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.realclients import connect, whenFinished
 from txvaurien.test.servers import listenBackend
@@ -138,43 +139,6 @@ class Client(Protocol):
         self.lost.callback(None)
 
 
-class PingClient(Protocol):
-    """
-    Sends C{size} bytes, waits for as many back, and again, C{count}
-    times; fires C{done} with the round-trip times in seconds, measured
-    with L{time.perf_counter}.
-    """
-
-    transport: Any
-
-    def __init__(self, count: int, size: int = 32) -> None:
-        self.count = count
-        self.payload = b"p" * size
-        self.samples: list[float] = []
-        self.done: Deferred = Deferred()
-        self.buffer = b""
-        self.started = 0.0
-
-    def connectionMade(self) -> None:
-        self._send()
-
-    def _send(self) -> None:
-        self.buffer = b""
-        self.started = time.perf_counter()
-        self.transport.write(self.payload)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) < len(self.payload):
-            return
-        self.samples.append(time.perf_counter() - self.started)
-        if len(self.samples) == self.count:
-            self.transport.loseConnection()
-            self.done.callback(self.samples)
-        else:
-            self._send()
-
-
 def waitUntil(predicate: Callable[[], bool], timeout: float = 10.0) -> Deferred:
     """
     Check C{predicate} on every millisecond tick of the reactor until it
@@ -218,35 +182,31 @@ def p99(values: list[float]) -> float:
 class DelayAccuracyTests(TestCase):
     """
     C{delay} adds the latency it is asked for, measured by a real client
-    through the real proxy to a real echo server.
+    through the real C{twistd vaurien} to a real echo server, each in a
+    process of its own (L{latencyprobe}: what the trial process does
+    meanwhile is not measured).
 
     Each test makes 100 (50 ms) or 30 (200 ms) round trips of 32 bytes on
     one connection and compares them with the median of 21 round trips
-    through the same proxy with C{sleep} 0 (the same code path without
-    the timer).  The first two round trips (connection set-up) are left
-    out.  Tolerance: the 99th percentile (nearest rank: the second worst
-    of 100, the worst of 30) of |added latency - target| is at most 5 ms,
-    and no round trip is more than 1 ms faster than the target (the timer
-    never fires early).
+    through a proxy with C{sleep} 0 (the same code path without the
+    timer).  Tolerance: the 99th percentile (nearest rank: the second
+    worst of 100, the worst of 30) of |added latency - target| is at most
+    5 ms, and no round trip is more than 1 ms faster than the target (the
+    timer never fires early).
     """
 
-    timeout = 60
-
-    @inlineCallbacks
-    def _roundTrips(self, settings: dict[str, Any], count: int) -> Generator[Any, Any, Any]:
-        port = listenBackend(self, Backend())
-        proxy = listenProxy(self, port, "delay", settings={"delay": settings})
-        client = PingClient(count + 2)
-        yield connect(proxy.port, client)
-        samples = yield client.done
-        return samples[2:]
+    timeout = 120
 
     @inlineCallbacks
     def _checkAccuracy(self, target: float, before: bool, count: int) -> Generator[Any, Any, Any]:
-        baseline = yield self._roundTrips({"sleep": 0}, 21)
+        delay = ["--behavior", "100:delay"]
+        baseline = yield latencyprobe.roundTrips(
+            self, [*delay, "--behavior-delay-sleep", "0"], 21)
         base = sorted(baseline)[len(baseline) // 2]
-        samples = yield self._roundTrips(
-            {"sleep": target, "before": before}, count)
+        samples = yield latencyprobe.roundTrips(
+            self, [*delay, "--behavior-delay-sleep", repr(target),
+                   "--behavior-delay-before" if before else "--behavior-delay-no-before"],
+            count)
         added = [s - base for s in samples]
         errors = [abs(a - target) for a in added]
         summary = "target {:.0f} ms, before={}: added min {:.2f} max {:.2f} ms, " \
@@ -282,6 +242,14 @@ class DelayAccuracyTests(TestCase):
         C{sleep} 0.2 with C{before} off adds 200 ms (+-5 ms at p99).
         """
         return self._checkAccuracy(0.2, False, 30)
+
+
+class DelaySideTests(TestCase):
+    """
+    Which side C{delay} holds, seen through the real proxy.
+    """
+
+    timeout = 60
 
     @inlineCallbacks
     def test_beforeDecidesWhichSideWaits(self) -> Generator[Any, Any, Any]:
