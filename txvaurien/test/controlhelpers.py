@@ -28,6 +28,7 @@ from treq.client import HTTPClient
 
 from txvaurien import logs, tap
 from txvaurien.test.helpers import testRegistry
+from txvaurien.test.latencyprobe import echoExchange
 from txvaurien.test.servers import listenBackend
 
 
@@ -275,18 +276,7 @@ def roundTrip(port: int, payload: bytes = b"ping\n", timeout: float = 10.0) -> f
     """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        started = time.monotonic()
-        s.sendall(payload)
-        received = b""
-        while len(received) < len(payload):
-            data = s.recv(65536)
-            if not data:
-                raise AssertionError("closed after {!r}".format(received))
-            received += data
-        elapsed = time.monotonic() - started
-    if received != payload:
-        raise AssertionError("echo {!r} != {!r}".format(received, payload))
-    return elapsed
+        return echoExchange(s, payload)
 
 
 def refused(port: int) -> bool:

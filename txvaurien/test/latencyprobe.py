@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
 import socket
 import socketserver
@@ -36,16 +37,39 @@ from typing import Any, Generator
 
 from twisted.internet import defer, utils
 
-from txvaurien.test.controlhelpers import (
-    PROXY_LISTENING,
-    childEnvironment,
-    spawnPython,
-    spawnTwistd,
-)
-
 ECHO_LISTENING = re.compile(rb"echo listening on 127\.0\.0\.1:(\d+)")
 PAYLOAD = b"p" * 32
 WARMUP = 2
+BASELINE = 21
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """
+    The nearest-rank percentile of C{values}.
+    """
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def echoExchange(s: socket.socket, payload: bytes) -> float:
+    """
+    Send C{payload} on the connected socket C{s} and read until as many
+    bytes came back, which must be the same bytes.
+
+    @return: the seconds from sending to the last byte back.
+    """
+    started = time.perf_counter()
+    s.sendall(payload)
+    received = b""
+    while len(received) < len(payload):
+        data = s.recv(65536)
+        if not data:
+            raise AssertionError("closed after {!r}".format(received))
+        received += data
+    elapsed = time.perf_counter() - started
+    if received != payload:
+        raise AssertionError("echo {!r} != {!r}".format(received, payload))
+    return elapsed
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -84,17 +108,7 @@ def _client(port: int, count: int, delay: float, results: list[float]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(WARMUP + count):
-            started = time.perf_counter()
-            s.sendall(PAYLOAD)
-            received = b""
-            while len(received) < len(PAYLOAD):
-                data = s.recv(65536)
-                if not data:
-                    raise ConnectionError("the proxy closed the connection")
-                received += data
-            elapsed = time.perf_counter() - started
-            if received != PAYLOAD:
-                raise ValueError("echoed {!r}".format(received))
+            elapsed = echoExchange(s, PAYLOAD)
             if i >= WARMUP:
                 results.append(elapsed)
 
@@ -148,6 +162,15 @@ def roundTrips(
 
     @return: a L{Deferred} firing with the list of times, in seconds.
     """
+    # Imported here: controlhelpers uses L{echoExchange}, and the child
+    # programs need none of it.
+    from txvaurien.test.controlhelpers import (
+        PROXY_LISTENING,
+        childEnvironment,
+        spawnPython,
+        spawnTwistd,
+    )
+
     echoPort, _ = yield spawnPython(
         case, ["-m", "txvaurien.test.latencyprobe", "echo"], ECHO_LISTENING)
     proxyPort, _ = yield spawnTwistd(
@@ -163,6 +186,25 @@ def roundTrips(
     if code != 0:
         raise AssertionError("ping failed ({}): {}".format(code, err.decode("utf-8", "replace")))
     return json.loads(out)
+
+
+@defer.inlineCallbacks
+def addedLatency(
+    case: Any, baselineArgs: list[str], proxyArgs: list[str],
+    count: int, clients: int = 1, spacing: float = 0.0
+) -> Generator[Any, Any, Any]:
+    """
+    The latency C{twistd -n vaurien PROXYARGS} adds: its round trips
+    (L{roundTrips}) minus the median of L{BASELINE} round trips through
+    C{twistd -n vaurien BASELINEARGS}.
+
+    @return: a L{Deferred} firing with C{(added, base)}: the added
+        latency of each round trip, and the baseline median, in seconds.
+    """
+    baseline = yield roundTrips(case, baselineArgs, BASELINE)
+    base = sorted(baseline)[len(baseline) // 2]
+    samples = yield roundTrips(case, proxyArgs, count, clients, spacing)
+    return [t - base for t in samples], base
 
 
 if __name__ == "__main__":

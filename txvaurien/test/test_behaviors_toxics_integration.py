@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import math
 import random
 import socket
 import time
@@ -37,14 +36,6 @@ reactor: Any = globalReactor
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """
-    The nearest-rank percentile of C{values}.
-    """
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @implementer(IPullProducer)
@@ -283,19 +274,18 @@ class LatencyAccuracyTests(IntegrationCase):
 
     @defer.inlineCallbacks
     def _checkLatency(self, milliseconds: int, clients: int, count: int) -> Generator[Any, Any, Any]:
-        baseline = yield latencyprobe.roundTrips(self, ["--behavior", "100:dummy"], 20)
-        base = sorted(baseline)[len(baseline) // 2]
         # Clients spread evenly over one round trip, so that their timers do
         # not fire together (one late wake-up of the proxy would then spoil
         # several samples at once).
-        trips = yield latencyprobe.roundTrips(
-            self, ["--behavior", "100:latency",
-                   "--behavior-latency-latency", str(milliseconds)],
+        seconds, _ = yield latencyprobe.addedLatency(
+            self, ["--behavior", "100:dummy"],
+            ["--behavior", "100:latency",
+             "--behavior-latency-latency", str(milliseconds)],
             count, clients, milliseconds / 1000.0 / clients)
-        self.assertEqual(len(trips), clients * count)
-        added = [(t - base) * 1000 for t in trips]
+        self.assertEqual(len(seconds), clients * count)
+        added = [a * 1000 for a in seconds]
         errors = [abs(a - milliseconds) for a in added]
-        p99 = percentile(errors, 0.99)
+        p99 = latencyprobe.percentile(errors, 0.99)
         # Never early (beyond timing noise), and within 5 ms at p99.
         self.assertGreater(min(added), milliseconds - 0.5, added)
         self.assertLessEqual(p99, 5.0, sorted(added))

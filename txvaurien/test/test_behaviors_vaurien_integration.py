@@ -12,7 +12,6 @@ latency measurements of C{delay}.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
@@ -171,14 +170,6 @@ def blockingRead(port: int) -> Any:
         return "reset"
 
 
-def p99(values: list[float]) -> float:
-    """
-    The 99th percentile (nearest rank) of C{values}.
-    """
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
-
-
 class DelayAccuracyTests(TestCase):
     """
     C{delay} adds the latency it is asked for, measured by a real client
@@ -200,22 +191,19 @@ class DelayAccuracyTests(TestCase):
     @inlineCallbacks
     def _checkAccuracy(self, target: float, before: bool, count: int) -> Generator[Any, Any, Any]:
         delay = ["--behavior", "100:delay"]
-        baseline = yield latencyprobe.roundTrips(
-            self, [*delay, "--behavior-delay-sleep", "0"], 21)
-        base = sorted(baseline)[len(baseline) // 2]
-        samples = yield latencyprobe.roundTrips(
-            self, [*delay, "--behavior-delay-sleep", repr(target),
-                   "--behavior-delay-before" if before else "--behavior-delay-no-before"],
+        added, base = yield latencyprobe.addedLatency(
+            self, [*delay, "--behavior-delay-sleep", "0"],
+            [*delay, "--behavior-delay-sleep", repr(target),
+             "--behavior-delay-before" if before else "--behavior-delay-no-before"],
             count)
-        added = [s - base for s in samples]
         errors = [abs(a - target) for a in added]
         summary = "target {:.0f} ms, before={}: added min {:.2f} max {:.2f} ms, " \
             "p99 error {:.2f} ms (baseline {:.3f} ms, load average {:.2f})".format(
                 target * 1000, before, min(added) * 1000, max(added) * 1000,
-                p99(errors) * 1000, base * 1000, os.getloadavg()[0])
+                latencyprobe.percentile(errors, 0.99) * 1000, base * 1000, os.getloadavg()[0])
         _log.info("delay accuracy: {summary}", summary=summary)
-        self.assertEqual(len(samples), count)
-        self.assertLessEqual(p99(errors), 0.005, summary)
+        self.assertEqual(len(added), count)
+        self.assertLessEqual(latencyprobe.percentile(errors, 0.99), 0.005, summary)
         self.assertGreaterEqual(min(added), target - 0.001, summary)
 
     def test_before50ms(self) -> Deferred:
