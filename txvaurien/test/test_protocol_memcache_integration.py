@@ -37,14 +37,15 @@ from txvaurien.test.servers import (
 
 def startMemcached(case: TestCase) -> defer.Deferred:
     """
-    Start a memcached (TCP only, 64 MiB) for C{case}, stopped when it ends.
+    Start a memcached (TCP only, 128 MiB, items up to 32 MiB) for C{case},
+    stopped when it ends.
 
     @return: a L{defer.Deferred} firing with the
         L{txvaurien.test.servers.RunningServer}.
     """
     binary = requireBinary("memcached", "memcached")
     port = freePort()
-    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-I", "8m"]
+    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "128", "-I", "32m"]
     if os.getuid() == 0:
         # memcached refuses to run as root unless told which user to be.
         argv += ["-u", "root"]
@@ -365,12 +366,18 @@ class MemcacheIntegrationTests(RealServerTestCase):
     @defer.inlineCallbacks
     def test_backendDiesMidResponse(self) -> Generator[Any, Any, Any]:
         """
-        When memcached dies while a 6 MiB value is on its way, the client
+        When memcached dies while a 30 MiB value is on its way, the client
         sees the stream end early; once it closes its side, the proxy
         forgets the connection and logs its end once, without an error.
+
+        The value is much larger than what loopback sockets can hold
+        between memcached and the client (about 8-12 MiB were seen here,
+        with autotuned buffers up to C{tcp_rmem}'s 32 MiB), so memcached
+        cannot have sent it all before it is killed; with 6 MiB it
+        sometimes had.
         """
         factory = self.proxy()
-        value = b"x" * (6 << 20)
+        value = b"x" * (30 << 20)
         setter = self.client(self.server.port)
         yield self.inThread(lambda: setter.set("big", value, noreply=False))
         setter.close()
