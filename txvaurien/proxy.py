@@ -364,10 +364,19 @@ class Pipe:
             self._send(data)
             return
         connection = self.connection
-        frames = self.framer.feed(data)
+        framer = self._framer
+        if framer is None:
+            framer = self.framer
+        frames = framer.feed(data)
         if connection.inert():
-            self._track(frames, data)
-            if not self.eof:
+            if self.direction == UPSTREAM:
+                self._trackRequests(frames)
+            else:
+                self._trackResponses(frames)
+            # Nothing can act: the bytes may bypass framing from now on
+            # if the session passes them through; otherwise the Pipe
+            # stays off the fast path, as it was.
+            if connection.session.passthrough and not self.eof:
                 self.refresh()
             return
         for frame in frames:
@@ -379,43 +388,46 @@ class Pipe:
         if not self.eof:
             self.refresh()
 
-    def _track(self, frames: list[Frame], data: bytes) -> None:
+    # No fault can act on the connection: the frames' bytes are written at
+    # once, and only what the framing is needed for is kept (pairing
+    # responses with the requests sent, request latency).  The bytes are
+    # the frames', not the read's: a framer may rewrite some (HTTP's
+    # overwrite_host_header).
+
+    def _trackRequests(self, frames: list[Frame]) -> None:
         """
-        No fault can act on the connection: write the frames' bytes at
-        once, and only keep what the framing is needed for (pairing
-        responses with the requests sent, request latency).  The bytes
-        are the frames', not the read's: a framer may rewrite some (HTTP's
-        C{overwrite_host_header}).
+        Write the client's C{frames} while no fault can act, and note the
+        requests that began.
         """
-        if len(frames) == 1:
-            data = frames[0].data
-        elif frames:
-            data = b"".join([frame.data for frame in frames])
-        else:
-            return
+        data = frames[0].data if len(frames) == 1 else b"".join([f.data for f in frames])
         if data:
             self._send(data)
-        connection = self.connection
-        if self.direction == UPSTREAM:
-            session = connection.session
-            now = connection.clock.seconds()
-            for frame in frames:
-                message = frame.message
-                if frame.first and message.kind == REQUEST:
-                    message.time = now
-                    session.requestSent(message)
-                    if message.expectsResponse and self.connection.downstream.sequencer:
-                        connection.tracked.append(message)
-        else:
-            observe = connection.proxy.latencyObservers
-            tracked = connection.tracked
-            for frame in frames:
-                message = frame.message
-                if frame.last and message.kind == RESPONSE:
-                    if tracked and tracked[0] is message.request:
-                        tracked.popleft()
-                    if observe:
-                        connection.messageEnded(self, message)
+        for frame in frames:
+            message = frame.message
+            if frame.first and message.kind == REQUEST:
+                connection = self.connection
+                message.time = connection.clock.seconds()
+                connection.session.requestSent(message)
+                if message.expectsResponse and connection.downstream.sequencer is not None:
+                    connection.tracked.append(message)
+
+    def _trackResponses(self, frames: list[Frame]) -> None:
+        """
+        Write the backend's C{frames} while no fault can act, and note the
+        responses that ended.
+        """
+        data = frames[0].data if len(frames) == 1 else b"".join([f.data for f in frames])
+        if data:
+            self._send(data)
+        for frame in frames:
+            message = frame.message
+            if frame.last and message.kind == RESPONSE:
+                connection = self.connection
+                tracked = connection.tracked
+                if tracked and tracked[0] is message.request:
+                    tracked.popleft()
+                if connection.proxy.latencyObservers:
+                    connection.messageEnded(self, message)
 
     def _send(self, data: bytes) -> None:
         """
@@ -855,12 +867,16 @@ class Connection:
         Pipe, no exchange open, nothing waiting for its turn, and, under
         request scope, a table that never chooses one.
         """
-        upstream, downstream = self.upstream, self.downstream
+        upstream = self.upstream
+        downstream = self.downstream
         if upstream.head is not None or downstream.head is not None or self._exchanges:
             return False
-        for sequencer in (upstream.sequencer, downstream.sequencer):
-            if sequencer is not None and not sequencer.idle:
-                return False
+        sequencer = upstream.sequencer
+        if sequencer is not None and not sequencer.idle:
+            return False
+        sequencer = downstream.sequencer
+        if sequencer is not None and not sequencer.idle:
+            return False
         return not self.requestScope or self.proxy.table.inert
 
     def messageStarted(self, pipe: Pipe, message: Message) -> None:
