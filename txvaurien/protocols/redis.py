@@ -109,6 +109,59 @@ def _fastCommand(data: bytes, pos: int) -> tuple[int, int, bytes] | None:
     return p, argc, name
 
 
+#: The length line of each short bulk string, by its length.
+_BULK_LINES = tuple(b"$%d" % size for size in range(1024))
+
+#: Reads this long at most are split into lines in one go by the fast path.
+_SPLIT_LIMIT = 64 * 1024
+
+
+def _splitCommands(data: bytes) -> list[tuple[int, int, bytes]]:
+    """
+    Scan the whole multi-bulk commands at the start of C{data}, splitting
+    it at every CRLF in one go: a bulk string holding a CRLF is cut there,
+    its length no longer matches its length line, and the scan stops
+    before it, as it does before anything unusual or incomplete.
+
+    @return: for each command, the offset after it, its number of
+        arguments and its first argument.
+    """
+    parts = data.split(b"\r\n")
+    # The last part is not followed by a CRLF: it cannot end a command.
+    last = len(parts) - 1
+    lines = _BULK_LINES
+    most = len(lines)
+    commands = []
+    end = i = 0
+    while i < last:
+        head = parts[i]
+        count = head[1:]
+        if head[:1] != b"*" or len(count) > 19 or not count.isdigit():
+            break
+        argc = int(count)
+        stop = i + 1 + 2 * argc
+        if not argc or stop > last:
+            break
+        name = parts[i + 2]
+        if len(name) > CAPTURE:
+            break
+        # Each argument's length line must say its length.
+        p = end + len(head) + 2
+        for j in range(i + 1, stop, 2):
+            line = parts[j]
+            size = len(parts[j + 1])
+            if line != (lines[size] if size < most else b"$%d" % size):
+                break
+            p += len(line) + size + 4
+        else:
+            end = p
+            commands.append((end, argc, name))
+            i = stop
+            continue
+        break
+    return commands
+
+
 def _fastScalar(data: bytes, pos: int) -> int:
     """
     The offset after the simple string, error, integer or bulk string at
@@ -253,14 +306,22 @@ class RequestFramer(PairingFramer):
         @return: where the general scanner takes over.
         """
         n = len(data)
+        commands: list[tuple[int, int, bytes]]
+        if not pos and n <= _SPLIT_LIMIT:
+            commands = _splitCommands(data)
+        else:
+            commands = []
+            p = pos
+            while p < n and data[p] == 42:
+                fast = _fastCommand(data, p)
+                if fast is None:
+                    break
+                commands.append(fast)
+                p = fast[0]
         count = self.count
         append = frames.append
         names = _commandNames
-        while pos < n and data[pos] == 42:
-            fast = _fastCommand(data, pos)
-            if fast is None:
-                break
-            end, argc, name = fast
+        for end, argc, name in commands:
             command = names.get(name) or _commandName(name)
             if command in _UNUSUAL:
                 break

@@ -247,6 +247,28 @@ class RequestFramingTests(SynchronousTestCase):
         self.assertEqual([m.meta["command"] for m, _ in messages], ["SET", "GET", "PING", "MGET"])
         self.assertEqual([m.index for m, _ in messages], [0, 1, 2, 3])
 
+    def test_wholeReadsFrameAsByteByByte(self) -> None:
+        """
+        Commands that arrive whole in one read (the fast path, which splits
+        the read at every CRLF) are framed exactly as when they arrive
+        byte by byte (the general scanner): arguments holding CRLF, or
+        pieces that look like length lines, arguments around the sizes
+        whose length lines are precomputed, and a read of more than
+        64 KiB.
+        """
+        streams = [
+            command(b"SET", b"k", b"ab\r\n$2\r\nab") + command(b"GET", b"k"),
+            command(b"SET", b"k", b"\r\n") + command(b"SET", b"k", b"$0\r\n\r\n"),
+            command(b"SET", b"k", b"x" * 1023) + command(b"SET", b"k", b"y" * 1024),
+            command(b"SET", b"k", b"z" * 2000) + command(b"GET", b"k"),
+            command(b"GET", b"k") * 5000,
+            command(b"GET", b"k") + b"*2\r\n$3\r\nGET\r\n$03\r\nabc\r\n",
+        ]
+        for data in streams:
+            whole = signature(self.frame(data))
+            self.assertEqual(signature(self.frame(data, split(data, range(len(data))))), whole)
+            self.assertNotIn(DATA, [kind for kind, *_ in whole])
+
     def test_commandsWithoutCommandExpectNoResponse(self) -> None:
         """
         A multi-bulk count of zero or less and an empty inline line are
