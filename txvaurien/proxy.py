@@ -369,10 +369,7 @@ class Pipe:
             framer = self.framer
         frames = framer.feed(data)
         if connection.inert():
-            if self.direction == UPSTREAM:
-                self._trackRequests(frames)
-            else:
-                self._trackResponses(frames)
+            self._track(frames)
             # Nothing can act: the bytes may bypass framing from now on
             # if the session passes them through; otherwise the Pipe
             # stays off the fast path, as it was.
@@ -388,46 +385,35 @@ class Pipe:
         if not self.eof:
             self.refresh()
 
-    # No fault can act on the connection: the frames' bytes are written at
-    # once, and only what the framing is needed for is kept (pairing
-    # responses with the requests sent, request latency).  The bytes are
-    # the frames', not the read's: a framer may rewrite some (HTTP's
-    # overwrite_host_header).
-
-    def _trackRequests(self, frames: list[Frame]) -> None:
+    def _track(self, frames: list[Frame]) -> None:
         """
-        Write the client's C{frames} while no fault can act, and note the
-        requests that began.
+        No fault can act on the connection: write the frames' bytes at
+        once, and only keep what the framing is needed for (pairing
+        responses with the requests sent, request latency).  The bytes
+        are the frames', not the read's: a framer may rewrite some (HTTP's
+        C{overwrite_host_header}).
         """
         data = frames[0].data if len(frames) == 1 else b"".join([f.data for f in frames])
         if data:
             self._send(data)
-        for frame in frames:
-            message = frame.message
-            if frame.first and message.kind == REQUEST:
-                connection = self.connection
-                message.time = connection.clock.seconds()
-                connection.session.requestSent(message)
-                if message.expectsResponse and connection.downstream.sequencer is not None:
-                    connection.tracked.append(message)
-
-    def _trackResponses(self, frames: list[Frame]) -> None:
-        """
-        Write the backend's C{frames} while no fault can act, and note the
-        responses that ended.
-        """
-        data = frames[0].data if len(frames) == 1 else b"".join([f.data for f in frames])
-        if data:
-            self._send(data)
-        for frame in frames:
-            message = frame.message
-            if frame.last and message.kind == RESPONSE:
-                connection = self.connection
-                tracked = connection.tracked
-                if tracked and tracked[0] is message.request:
-                    tracked.popleft()
-                if connection.proxy.latencyObservers:
-                    connection.messageEnded(self, message)
+        connection = self.connection
+        if self.direction == UPSTREAM:
+            for frame in frames:
+                message = frame.message
+                if frame.first and message.kind == REQUEST:
+                    message.time = connection.clock.seconds()
+                    connection.session.requestSent(message)
+                    if message.expectsResponse and connection.downstream.sequencer is not None:
+                        connection.tracked.append(message)
+        else:
+            for frame in frames:
+                message = frame.message
+                if frame.last and message.kind == RESPONSE:
+                    tracked = connection.tracked
+                    if tracked and tracked[0] is message.request:
+                        tracked.popleft()
+                    if connection.proxy.latencyObservers:
+                        connection.messageEnded(self, message)
 
     def _send(self, data: bytes) -> None:
         """
