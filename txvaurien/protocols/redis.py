@@ -131,34 +131,30 @@ def _splitCommands(data: bytes) -> list[tuple[int, int, bytes]]:
     last = len(parts) - 1
     lines = _BULK_LINES
     most = len(lines)
-    commands = []
+    commands: list[tuple[int, int, bytes]] = []
     end = i = 0
     while i < last:
         head = parts[i]
         count = head[1:]
         if head[:1] != b"*" or len(count) > 19 or not count.isdigit():
-            break
+            return commands
         argc = int(count)
         stop = i + 1 + 2 * argc
         if not argc or stop > last:
-            break
+            return commands
         name = parts[i + 2]
         if len(name) > CAPTURE:
-            break
+            return commands
+        end += len(head) + 2
         # Each argument's length line must say its length.
-        p = end + len(head) + 2
         for j in range(i + 1, stop, 2):
             line = parts[j]
             size = len(parts[j + 1])
             if line != (lines[size] if size < most else b"$%d" % size):
-                break
-            p += len(line) + size + 4
-        else:
-            end = p
-            commands.append((end, argc, name))
-            i = stop
-            continue
-        break
+                return commands
+            end += len(line) + size + 4
+        commands.append((end, argc, name))
+        i = stop
     return commands
 
 
