@@ -406,13 +406,20 @@ class PathSwitchTests(TestCase):
         from txvaurien.test.helpers import testRegistry
 
         stops: list[int] = []
+        splicers: list[splice.Splicer] = []
         original = splice.Splicer.stop
+        originalStart = splice.Splicer.start
 
         def stop(self: splice.Splicer) -> None:
             stops.append(self.backlog)
             original(self)
 
+        def start(self: splice.Splicer) -> None:
+            splicers.append(self)
+            originalStart(self)
+
         self.patch(splice.Splicer, "stop", stop)
+        self.patch(splice.Splicer, "start", start)
         total = 64 * MiB
         pushers: list[Pusher] = []
         started: defer.Deferred = defer.Deferred()
@@ -439,6 +446,14 @@ class PathSwitchTests(TestCase):
         step = 4 * MiB
         for round in range(1, total // step + 1):
             yield task.deferLater(reactor, 0.02, lambda: None)
+            if round % 2 == 0:
+                # Leaving the splice path: give the backend, which pushes
+                # into a paused client, up to a second to leave bytes in
+                # the splice pipe (on a busy machine 20 ms may not do).
+                for _ in range(100):
+                    if any(s.active and s.backlog for s in splicers):
+                        break
+                    yield task.deferLater(reactor, 0.01, lambda: None)
             proxy.setTable(tables[round % 2])
             yield receiver.readUntil(round * step)
         self.assertFalse(receiver.corrupt)
