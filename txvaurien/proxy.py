@@ -393,26 +393,34 @@ class Pipe:
         are the frames', not the read's: a framer may rewrite some (HTTP's
         C{overwrite_host_header}).
         """
-        data = frames[0].data if len(frames) == 1 else b"".join([f.data for f in frames])
+        if len(frames) == 1:
+            data = frames[0].data
+        elif frames:
+            data = b"".join([frame.data for frame in frames])
+        else:
+            return
         if data:
             self._send(data)
         connection = self.connection
         if self.direction == UPSTREAM:
+            session = connection.session
+            now = connection.clock.seconds()
             for frame in frames:
                 message = frame.message
                 if frame.first and message.kind == REQUEST:
-                    message.time = connection.clock.seconds()
-                    connection.session.requestSent(message)
-                    if message.expectsResponse and connection.downstream.sequencer is not None:
+                    message.time = now
+                    session.requestSent(message)
+                    if message.expectsResponse and connection.downstream.sequencer:
                         connection.tracked.append(message)
         else:
+            observe = connection.proxy.latencyObservers
+            tracked = connection.tracked
             for frame in frames:
                 message = frame.message
                 if frame.last and message.kind == RESPONSE:
-                    tracked = connection.tracked
                     if tracked and tracked[0] is message.request:
                         tracked.popleft()
-                    if connection.proxy.latencyObservers:
+                    if observe:
                         connection.messageEnded(self, message)
 
     def _send(self, data: bytes) -> None:
