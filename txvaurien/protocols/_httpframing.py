@@ -32,6 +32,7 @@ from txvaurien import logs
 from txvaurien.frames import DATA, DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IFramer
 from txvaurien.protocols._httpheads import H11, Head, HeadReader, InvalidHead, readHead
+from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._textframing import CLOSE, UNFRAMED, MessageFramer
 
 if TYPE_CHECKING:
@@ -404,6 +405,11 @@ class _Framer(MessageFramer):
         return MessageFramer.finish(self)
 
 
+#: What every read runs: each framer class gets its own copy.
+_HOT = ("feed", "_slowHead", "_emit", "_newMessage")
+
+
+@ownMethods(*_HOT)
 class RequestFramer(_Framer):
     """
     Frames the client's requests.  A request's metadata is C{method},
@@ -462,6 +468,7 @@ class RequestFramer(_Framer):
         self.state = _DATA if self.message is None else _CUT
 
 
+@ownMethods(*_HOT)
 class ResponseFramer(_Framer):
     """
     Frames the backend's responses, pairing each with the oldest request

@@ -22,6 +22,8 @@ from typing import Any
 import h11
 import httptools
 
+from txvaurien.protocols._ownmethods import ownMethods
+
 HTTPTOOLS = "httptools"
 H11 = "h11"
 PARSERS = (HTTPTOOLS, H11)
@@ -139,6 +141,7 @@ class Head:
         return self
 
 
+@ownMethods("on_url", "on_header", "on_headers_complete")
 class RequestHead(Head):
     """
     A request's L{Head}: httptools also says when a message begins, to

@@ -382,6 +382,11 @@ class UnitFramer:
         return frames
 
 
+#: The L{UnitFramer} methods every read runs: each concrete framer class
+#: gets its own copy (L{txvaurien.protocols._ownmethods}).
+HOT_METHODS = ("feed", "_skip", "_close", "_unitEnded", "newMessage")
+
+
 def int16(data: bytes, pos: int) -> int:
     """
     A little-endian 16-bit integer.

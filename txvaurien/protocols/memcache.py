@@ -19,6 +19,7 @@ from zope.interface import implementer
 from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
+from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
 from txvaurien.protocols.base import ProtocolHandler
 
@@ -230,7 +231,12 @@ class _Framer(PairingFramer):
             self.first = False
 
 
+#: What every message runs: each framer class gets its own copy.
+_HOT = ("_end", "_partial", "newMessage")
+
+
 @implementer(IFramer)
+@ownMethods(*_HOT)
 class CommandFramer(_Framer):
     """
     Cuts a client's stream into commands.
@@ -365,6 +371,7 @@ def _isListingEnd(line: bytes) -> bool:
 
 
 @implementer(IFramer)
+@ownMethods(*_HOT)
 class ResponseFramer(_Framer):
     """
     Cuts a server's stream into responses.

@@ -52,7 +52,9 @@ from zope.interface import implementer
 from txvaurien.frames import DATA, DOWNSTREAM, GREETING, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Number
+from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._mysqlpg import (
+    HOT_METHODS,
     PREFIX,
     SessionBase,
     SQLState,
@@ -235,6 +237,7 @@ class _PacketFramer(UnitFramer):
             self.mysql.stopFraming(why, warn=False)
 
 
+@ownMethods(*HOT_METHODS)
 class MySQLRequestFramer(_PacketFramer):
     """
     Frames what the client sends: handshake packets, commands and the
@@ -324,6 +327,7 @@ class MySQLRequestFramer(_PacketFramer):
         return self.newMessage(REQUEST, meta, expectsResponse=response != _NONE)
 
 
+@ownMethods(*HOT_METHODS)
 class MySQLResponseFramer(_PacketFramer):
     """
     Frames what the server sends: greeting, handshake, and responses,

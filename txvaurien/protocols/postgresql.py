@@ -48,7 +48,9 @@ from zope.interface import implementer
 
 from txvaurien.frames import DATA, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
+from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._mysqlpg import (
+    HOT_METHODS,
     PREFIX,
     SessionBase,
     SQLState,
@@ -153,6 +155,7 @@ def _cstring(data: bytes, pos: int, end: int) -> tuple[bytes | None, int]:
     return data[pos:nul], nul + 1
 
 
+@ownMethods(*HOT_METHODS)
 class FrontendFramer(UnitFramer):
     """
     Frames what the client sends: startup-phase messages, then requests
@@ -250,6 +253,7 @@ class FrontendFramer(UnitFramer):
         return None
 
 
+@ownMethods(*HOT_METHODS)
 class BackendFramer(UnitFramer):
     """
     Frames what the server sends: answers to SSLRequest and GSSENCRequest,
