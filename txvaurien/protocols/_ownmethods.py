@@ -2,7 +2,8 @@
 """
 Giving each framer class its own copy of the hot methods it inherits.
 
-CPython 3.11 and later specialize attribute access where it happens: the
+CPython's specializing interpreter (3.11, where this was measured; later
+versions work the same way) caches attribute access where it happens: the
 cache of an instruction such as C{self.state} lives in the code object of
 the function and holds one type.  A connection's two framers are often
 two subclasses of one base (a request framer and a response framer), fed
@@ -12,7 +13,8 @@ generic lookup.  A copy of the method per class (a new function on a copy
 of the code object) gives each class caches of its own, and the same
 behaviour: the copy has the same bytecode, globals, defaults and closure.
 
-Elsewhere this changes nothing but speed (older CPythons, PyPy).
+Interpreters that do not specialize (CPython 3.10, PyPy) run the copies
+exactly as they would the originals.
 """
 
 from __future__ import annotations
