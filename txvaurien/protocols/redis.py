@@ -609,9 +609,7 @@ class ReplyFramer(PairingFramer):
         sent = self.sent
         count = self.count
         append = frames.append
-        # self.subscribed, without the cost of a property on every read.
-        arrays = self.protocol == 3 or not (
-            self.channels or self.patterns or self.shardChannels)
+        arrays = self.protocol == 3 or not self.subscribed
         while pos < n and sent:
             request = sent[0]
             command = request.meta["command"]
