@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """
 Instructions per request in the proxy, counted by valgrind's callgrind:
-C{--protocol http} or C{--protocol redis} against C{--protocol tcp}, under
-the same load as C{bench_http.py} and C{bench_redis.py}.
+C{--protocol http} or C{--protocol redis} against C{--protocol tcp}, with
+the load generators and backends of C{bench_http.py} and C{bench_redis.py},
+but 10 connections instead of their 50 (the proxy is much slower under
+valgrind).
 
 Rates on a shared machine move by a third from one run to the next, which
 hides changes of a few percent in the data path.  The number of
