@@ -27,7 +27,9 @@ import fcntl
 import os
 from typing import Any, Callable
 
-from twisted.internet import main, tcp
+from twisted.internet import main
+
+from txvaurien import _twisted
 
 _splice: Callable[..., int] = getattr(os, "splice", None)  # type: ignore[assignment]
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -53,11 +55,7 @@ def eligible(transport: Any) -> bool:
     L{Splicer} may drive: a TCP or UNIX socket connection of a POSIX
     reactor, without TLS.
     """
-    return (
-        isinstance(transport, tcp.Connection)
-        and not getattr(transport, "TLS", False)
-        and getattr(transport, "socket", None) is not None
-    )
+    return _twisted.plainSocketTransport(transport)
 
 
 class PipePool:
@@ -161,10 +159,10 @@ class Splicer:
         """
         Take over reading the source.
         """
-        self._srcfd = self.source.socket.fileno()
-        self._sinkfd = self.sink.socket.fileno()
+        self._srcfd = _twisted.fileno(self.source)
+        self._sinkfd = _twisted.fileno(self.sink)
         self.active = True
-        self.source.doRead = self.doRead
+        _twisted.takeRead(self.source, self.doRead)
 
     def doRead(self) -> Any:
         """
@@ -191,8 +189,7 @@ class Splicer:
         if left:
             self.pipe = pipe
             self.backlog = left
-            self.sink.doWrite = self.doWrite
-            self.sink.startWriting()
+            _twisted.takeWrite(self.sink, self.doWrite)
             self.owner.spliceBlocked(True)
         else:
             self.pool.give(pipe)
@@ -248,8 +245,7 @@ class Splicer:
         Give the sink its own C{doWrite} back and let it run once, so that
         a close or producer resumption it was waiting for happens.
         """
-        if self.sink.__dict__.get("doWrite") == self.doWrite:
-            del self.sink.doWrite
+        _twisted.giveWrite(self.sink, self.doWrite)
         return self.sink.doWrite()
 
     def stop(self) -> None:
@@ -261,8 +257,7 @@ class Splicer:
         if not self.active:
             return
         self.active = False
-        if self.source.__dict__.get("doRead") == self.doRead:
-            del self.source.doRead
+        _twisted.giveRead(self.source, self.doRead)
         if self.pipe is not None:
             chunks = []
             while self.backlog:
@@ -274,8 +269,7 @@ class Splicer:
             self.pool.give(self.pipe) if not self.backlog else self.pool.close(self.pipe)
             self.pipe = None
             self.backlog = 0
-            if self.sink.__dict__.get("doWrite") == self.doWrite:
-                del self.sink.doWrite
+            _twisted.giveWrite(self.sink, self.doWrite)
             self.sink.write(b"".join(chunks))
             self.owner.spliceBlocked(False)
 
