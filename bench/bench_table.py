@@ -87,11 +87,11 @@ def startProxy(backendPort: int, log: str) -> tuple[subprocess.Popen, int, int]:
     return process, port, control
 
 
-def openConnections(port: int, count: int) -> list[socket.socket]:
+def openConnections(port: int, count: int, size: int = 500) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     while len(sockets) < count:
         batch = []
-        for _ in range(min(500, count - len(sockets))):
+        for _ in range(min(size, count - len(sockets))):
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(HEADER)
             batch.append(s)
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--batch", type=int, default=500,
+                        help="connections opened at once (default 500)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -139,7 +141,7 @@ def main() -> None:
         overflowsBefore = listenOverflows()
         proxy, port, control = startProxy(backendPort, log)
         opened = time.perf_counter()
-        sockets = openConnections(port, count)
+        sockets = openConnections(port, count, args.batch)
         openSeconds = time.perf_counter() - opened
         overflows = listenOverflows() - overflowsBefore
         rtts: list[float] = []

@@ -39,7 +39,7 @@ from txvaurien.stage import Stage
 _log = logs.logger("txvaurien.proxy")
 
 #: How many live connections take a new behavior table per reactor turn.
-ADOPT_SLICE = 200
+ADOPT_SLICE = 50
 
 #: Seconds a half-closed connection may stay without traffic, by default.
 HALF_CLOSED_TIMEOUT = 300.0
