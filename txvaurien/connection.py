@@ -105,11 +105,13 @@ class Connection(OrderingMixin, LifecycleMixin):
         self.downstream = Pipe(self, DOWNSTREAM)
         if proxy.handler.framesRequests:
             self.downstream.sequencer = Sequencer(
-                self.downstream._write, self.downstream._sequencerFull
+                self.downstream._write, self.downstream._sequencerFull,
+                idleChanged=self.sequencerIdle,
             )
             if self.requestScope:
                 self.upstream.sequencer = Sequencer(
-                    self.upstream._write, self.upstream._sequencerFull
+                    self.upstream._write, self.upstream._sequencerFull,
+                    idleChanged=self.sequencerIdle,
                 )
 
     def __repr__(self) -> str:
@@ -236,7 +238,12 @@ class Connection(OrderingMixin, LifecycleMixin):
         hold).  Under request scope, the next request draws from the new
         table.
         """
-        if self.closing or self.requestScope:
+        if self.closing:
+            return
+        if self.requestScope:
+            # The next request draws from the new table; whether the
+            # connection is inert may have changed with it.
+            self.reroute()
             return
         old, self.behaviors = self.behaviors, self.choose(None)
         if self.backend is not None:

@@ -72,6 +72,21 @@ class OrderingMixin:
         """
         return tuple(self._exchanges or ())
 
+    def reroute(self) -> None:
+        """
+        Something a Pipe's path depends on changed: choose both paths
+        again.
+        """
+        inert = self.inert()
+        self.upstream.choose(inert)
+        self.downstream.choose(inert)
+
+    def sequencerIdle(self, idle: bool) -> None:
+        """
+        A sequencer became idle (C{True}) or busy.
+        """
+        self.reroute()
+
     def inert(self) -> bool:
         """
         Whether no fault can act on this connection now: none on either
@@ -116,11 +131,15 @@ class OrderingMixin:
             behaviors = self.choose(message)
             exchange = message.exchange = Exchange(message, behaviors)
             if behaviors:
-                if self._exchanges is None:
-                    self._exchanges = set()
-                self._exchanges.add(exchange)
+                exchanges = self._exchanges
+                if exchanges is None:
+                    exchanges = self._exchanges = set()
+                first = not exchanges
+                exchanges.add(exchange)
                 for direction, side in ((UPSTREAM, self.upstream), (DOWNSTREAM, self.downstream)):
                     exchange.stages[direction] = chain(side, behaviors, message)
+                if first:
+                    self.reroute()
 
     def messageEnded(self, pipe: Pipe, message: Message) -> None:
         """
@@ -138,8 +157,11 @@ class OrderingMixin:
             exchange = message.exchange
         else:
             return
-        if exchange is not None and self._exchanges is not None:
-            self._exchanges.discard(exchange)
+        exchanges = self._exchanges
+        if exchange is not None and exchanges:
+            exchanges.discard(exchange)
+            if not exchanges:
+                self.reroute()
 
 
 

@@ -43,6 +43,12 @@ SINK_FULL = 2
 SPLICE_BLOCKED = 4
 SEQUENCER_FULL = 8
 
+#: A Pipe's paths (see the module docstring): chosen by L{Pipe.choose}
+#: when something changes, not after every read.
+FAST = "fast"
+TRACKING = "tracking"
+ROUTED = "routed"
+
 _SINK_FULL = SINK_FULL
 _SPLICE_BLOCKED = SPLICE_BLOCKED
 _SEQUENCER_FULL = SEQUENCER_FULL
@@ -62,6 +68,7 @@ class Pipe:
     @ivar injected: bytes written to the sink that no source sent (replies
         made up by faults, a protocol's error for an unreachable backend).
     @ivar fast: whether bytes go straight from source to sink.
+    @ivar path: L{FAST}, L{TRACKING} or L{ROUTED}.
     @ivar eof: whether the source has ended.
     @ivar done: whether the end of stream was delivered (the sink is
         half-closed).
@@ -80,6 +87,7 @@ class Pipe:
         "nbytes",
         "injected",
         "fast",
+        "path",
         "eof",
         "eofPending",
         "eofForwarded",
@@ -103,6 +111,7 @@ class Pipe:
         self.nbytes = 0
         self.injected = 0
         self.fast = False
+        self.path = ROUTED
         self.eof = False
         self.eofPending = False
         self.eofForwarded = False
@@ -211,12 +220,23 @@ class Pipe:
             if stage not in stages:
                 stage.fault.unlink()
                 stage.release()
-        self.refresh()
+        self.connection.reroute()
 
     def refresh(self) -> None:
         """
-        Recompute whether bytes may bypass framing, and start or stop
-        splicing accordingly.
+        Choose both Pipes' paths again (see L{choose}).
+        """
+        self.connection.reroute()
+
+    def choose(self, inert: bool) -> None:
+        """
+        Choose this Pipe's path, and start or stop splicing accordingly.
+        Called whenever something it depends on changes: a chain is set,
+        an exchange opens or ends, a sequencer becomes idle or busy, the
+        table changes, the session starts passing bytes through.
+
+        @param inert: whether no fault can act on the connection (see
+            L{txvaurien.ordering.OrderingMixin.inert}).
         """
         connection = self.connection
         fast = (
@@ -226,10 +246,11 @@ class Pipe:
             and not connection.requestScope
         )
         self.fast = fast
+        self.path = FAST if fast else TRACKING if inert else ROUTED
         splicer = self.splicer
         if splicer is None:
             return
-        if fast and not splicer.active and not self.eof:
+        if fast and not splicer.active and not self.eof and not connection.closing:
             if self.sink is not None and _twisted.sinkIdle(self.sink):
                 splicer.start()
         elif not fast and splicer.active:
@@ -242,7 +263,8 @@ class Pipe:
         Bytes from the source.
         """
         self.nbytes += len(data)
-        if self.fast:
+        path = self.path
+        if path is FAST:
             self._send(data)
             return
         connection = self.connection
@@ -250,22 +272,19 @@ class Pipe:
         if framer is None:
             framer = self.framer
         frames = framer.feed(data)
-        if connection.inert():
+        if path is TRACKING:
             self._track(frames)
-            # Nothing can act: the bytes may bypass framing from now on
-            # if the session passes them through; otherwise the Pipe
-            # stays off the fast path, as it was.
-            if connection.session.passthrough and not self.eof:
-                self.refresh()
-            return
-        for frame in frames:
-            if connection.closing:
-                # A fault closed the connection: what follows in this read
-                # must not reach the other side.
-                break
-            self.route(frame)
-        if not self.eof:
-            self.refresh()
+        else:
+            for frame in frames:
+                if connection.closing:
+                    # A fault closed the connection: what follows in this
+                    # read must not reach the other side.
+                    break
+                self.route(frame)
+        # The one change no event reports: the session may have switched
+        # to passing bytes through (after a TLS upgrade, say).
+        if connection.session.passthrough and not self.eof:
+            connection.reroute()
 
     def _track(self, frames: list[Frame]) -> None:
         """
@@ -479,4 +498,4 @@ class Pipe:
             self.splicer.release()
 
 
-__all__ = ["Pipe", "CONNECTING", "SINK_FULL", "SPLICE_BLOCKED", "SEQUENCER_FULL"]
+__all__ = ["Pipe", "FAST", "TRACKING", "ROUTED", "CONNECTING", "SINK_FULL", "SPLICE_BLOCKED", "SEQUENCER_FULL"]

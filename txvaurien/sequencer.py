@@ -40,13 +40,17 @@ class Sequencer:
         write: Callable[[Frame], None],
         overLimit: Callable[[bool], None],
         limit: int = 1024 * 1024,
+        idleChanged: Callable[[bool], None] | None = None,
     ) -> None:
         """
         @param write: called with each frame to write, in order.
         @param overLimit: called with C{True} when more than C{limit} bytes
             are held, and with C{False} when they fall back under it.
+        @param idleChanged: called with C{False} when the sequencer stops
+            being L{idle} and with C{True} when it is again.
         """
         self._write = write
+        self._idleChanged = idleChanged
         self._overLimit = overLimit
         self._limit = limit
         self._slots: deque[_Slot] = deque()
@@ -67,8 +71,11 @@ class Sequencer:
         Reserve the next place in the output for the message C{key}.
         """
         slot = _Slot(key)
+        notify = self._idleChanged is not None and not self._slots and not self._waiting
         self._slots.append(slot)
         self._byKey[key] = slot
+        if notify:
+            self._idleChanged(False)  # type: ignore[misc]
 
     def deliver(self, key: Any, frame: Frame, write: bool) -> None:
         """
@@ -127,6 +134,8 @@ class Sequencer:
                 self._release(len(frame.data))
                 self._write(frame)
             if not self._slots:
+                if self._idleChanged is not None:
+                    self._idleChanged(True)
                 return
             head = self._slots[0]
             held, head.held = head.held, []
@@ -142,7 +151,10 @@ class Sequencer:
         """
         Forget every slot and held frame (the connection is closing).
         """
+        wasIdle = self.idle
         self._slots.clear()
         self._byKey.clear()
         self._waiting = []
         self.buffered = 0
+        if not wasIdle and self._idleChanged is not None:
+            self._idleChanged(True)
