@@ -40,6 +40,11 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 # with 256 KiB ~8 MiB, at the same throughput.
 PIPE_SIZE = 256 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+#: After this many reads in a row smaller than L{SMALL_READ}, the traffic
+#: is interactive again: the Splicer gives the sockets back to the plain
+#: path (the Pipe takes over again at the next bulk read).
+SMALL_READS = 8
+SMALL_READ = 16 * 1024
 
 
 def available() -> bool:
@@ -135,6 +140,7 @@ class Splicer:
         "active",
         "_srcfd",
         "_sinkfd",
+        "_small",
     )
 
     def __init__(self, owner: Any, source: Any, sink: Any, pool: PipePool = pool) -> None:
@@ -154,6 +160,7 @@ class Splicer:
         self.active = False
         self._srcfd = -1
         self._sinkfd = -1
+        self._small = 0
 
     def start(self) -> None:
         """
@@ -162,6 +169,7 @@ class Splicer:
         self._srcfd = _twisted.fileno(self.source)
         self._sinkfd = _twisted.fileno(self.sink)
         self.active = True
+        self._small = 0
         _twisted.takeRead(self.source, self.doRead)
 
     def doRead(self) -> Any:
@@ -191,8 +199,14 @@ class Splicer:
             self.backlog = left
             _twisted.takeWrite(self.sink, self.doWrite)
             self.owner.spliceBlocked(True)
+            return None
+        self.pool.give(pipe)
+        if n < SMALL_READ:
+            self._small += 1
+            if self._small >= SMALL_READS:
+                self.stop()
         else:
-            self.pool.give(pipe)
+            self._small = 0
         return None
 
     def _flush(self, fd: int, n: int) -> int:
