@@ -20,16 +20,45 @@ exactly as they would the originals.
 from __future__ import annotations
 
 from types import FunctionType
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 _Class = TypeVar("_Class", bound=type)
 
 
+def copyMethods(cls: type, names: Iterable[str]) -> None:
+    """
+    Give C{cls} its own copy of each method in C{names} that it inherits.
+    A method the class defines itself is already its own, and is left
+    alone.  L{txvaurien.protocols.base.Framer} calls this for every
+    subclass, with the names its bases list in C{hot}.
+
+    @param names: names of plain functions.
+    @raise TypeError: if a name is not a plain function of the class or
+        its bases.
+    """
+    for name in names:
+        if name in vars(cls):
+            continue
+        function = getattr(cls, name, None)
+        if not isinstance(function, FunctionType):
+            raise TypeError("{}.{} is not a plain function".format(cls.__name__, name))
+        copy = FunctionType(
+            function.__code__.replace(), function.__globals__, function.__name__,
+            function.__defaults__, function.__closure__)
+        copy.__kwdefaults__ = function.__kwdefaults__
+        copy.__qualname__ = function.__qualname__
+        copy.__doc__ = function.__doc__
+        copy.__module__ = function.__module__
+        copy.__annotations__ = function.__annotations__
+        copy.__dict__.update(function.__dict__)
+        setattr(cls, name, copy)
+
+
 def ownMethods(*names: str) -> Callable[[_Class], _Class]:
     """
-    A class decorator: give the class its own copy of each method in
-    C{names} that it inherits.  A method the class defines itself is
-    already its own, and is left alone.
+    A class decorator: L{copyMethods} for the class, with C{names}.  Framers
+    need not use it (L{txvaurien.protocols.base.Framer} applies their
+    C{hot} lists); it serves other classes fed in turns (HTTP heads).
 
     @param names: names of plain functions.
     @raise TypeError: (when decorating) if a name is not a plain function
@@ -37,25 +66,10 @@ def ownMethods(*names: str) -> Callable[[_Class], _Class]:
     """
 
     def decorate(cls: _Class) -> _Class:
-        for name in names:
-            if name in vars(cls):
-                continue
-            function = getattr(cls, name, None)
-            if not isinstance(function, FunctionType):
-                raise TypeError("{}.{} is not a plain function".format(cls.__name__, name))
-            copy = FunctionType(
-                function.__code__.replace(), function.__globals__, function.__name__,
-                function.__defaults__, function.__closure__)
-            copy.__kwdefaults__ = function.__kwdefaults__
-            copy.__qualname__ = function.__qualname__
-            copy.__doc__ = function.__doc__
-            copy.__module__ = function.__module__
-            copy.__annotations__ = function.__annotations__
-            copy.__dict__.update(function.__dict__)
-            setattr(cls, name, copy)
+        copyMethods(cls, names)
         return cls
 
     return decorate
 
 
-__all__ = ["ownMethods"]
+__all__ = ["copyMethods", "ownMethods"]

@@ -16,12 +16,10 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
+from txvaurien.frames import UNANSWERED, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
-from txvaurien.protocols._ownmethods import ownMethods
-from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import Framer, ProtocolHandler, Session, oneLine
 
 #: Longest command line read before the command is known to be valid;
 #: memcached itself closes a connection whose line grows past a few KiB
@@ -191,7 +189,7 @@ def parseCommand(line: bytes) -> tuple[dict[str, Any], bool, int | None]:
     return meta, expects, size
 
 
-class _Framer(PairingFramer):
+class _Framer(Framer):
     """
     What both memcache framers share.
 
@@ -203,14 +201,24 @@ class _Framer(PairingFramer):
     """
 
     protocolName = "memcache text protocol"
+    lineLimit = LINE_LIMIT
+    #: What every message runs: each framer class gets its own copy.
+    hot = ("_end", "_partial")
 
     def __init__(self, session: "MemcacheSession", direction: str) -> None:
-        PairingFramer.__init__(self, session, direction)
+        Framer.__init__(self, session, direction)
         self.mode = _LINE
         self.current: Message | None = None
         self.first = False
         self.held = b""
         self.left = 0
+
+    def unansweredMeta(self, request: Message) -> dict[str, Any]:
+        """
+        L{UNANSWERED}, the command, and C{empty} (the key this handler
+        used before).
+        """
+        return {"command": request.meta.get("command"), "empty": True, UNANSWERED: True}
 
     def _end(self, frames: list[Frame], chunk: bytes) -> None:
         """
@@ -231,12 +239,7 @@ class _Framer(PairingFramer):
             self.first = False
 
 
-#: What every message runs: each framer class gets its own copy.
-_HOT = ("_end", "_partial", "newMessage")
-
-
 @implementer(IFramer)
-@ownMethods(*_HOT)
 class CommandFramer(_Framer):
     """
     Cuts a client's stream into commands.
@@ -371,7 +374,6 @@ def _isListingEnd(line: bytes) -> bool:
 
 
 @implementer(IFramer)
-@ownMethods(*_HOT)
 class ResponseFramer(_Framer):
     """
     Cuts a server's stream into responses.
@@ -390,6 +392,15 @@ class ResponseFramer(_Framer):
         self.shape = _SINGLE
         self.line = b""
         self.absorb: Message | None = None
+
+    def emptyResponse(self, request: Message) -> Frame:
+        """
+        A response without bytes, for a quiet request that succeeded
+        without a word.
+        """
+        command = request.meta.get("command")
+        message = self.newMessage(RESPONSE, {"command": command, "empty": True}, request)
+        return Frame(b"", message, True, True)
 
     def _couldAnswer(self, request: Message, code: bytes, words: list[bytes]) -> bool:
         """
@@ -568,7 +579,7 @@ class ResponseFramer(_Framer):
             message = self._classify(line, frames)
             frames.append(Frame(held, message, True, True))
         if not self.raw:
-            self.flushSent(frames)
+            self.answerPending(frames)
         return frames
 
 

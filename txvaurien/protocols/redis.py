@@ -16,12 +16,11 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
+from txvaurien.frames import UNANSWERED, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import OptionType
 from txvaurien.protocols._resp import CAPTURE, ProtocolError, ReplyScanner, RequestScanner
-from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import Framer, ProtocolHandler, Session, oneLine
 
 #: Commands answered by one reply per channel (or one per subscription,
 #: for the unsubscribing ones given no channel).
@@ -211,7 +210,7 @@ def _fastReply(data: bytes, pos: int, arrays: bool) -> int:
 
 
 @implementer(IFramer)
-class RequestFramer(PairingFramer):
+class RequestFramer(Framer):
     """
     Cuts a client's stream into commands.
 
@@ -223,7 +222,7 @@ class RequestFramer(PairingFramer):
     protocolName = "RESP"
 
     def __init__(self, session: "RedisSession") -> None:
-        PairingFramer.__init__(self, session, UPSTREAM)
+        Framer.__init__(self, session, UPSTREAM)
         self.scanner = RequestScanner()
         self.current: Message | None = None
         self.held = b""
@@ -407,7 +406,7 @@ class _Subscription:
 
 
 @implementer(IFramer)
-class ReplyFramer(PairingFramer):
+class ReplyFramer(Framer):
     """
     Cuts a server's stream into replies and pushes.
 
@@ -421,7 +420,7 @@ class ReplyFramer(PairingFramer):
     protocolName = "RESP"
 
     def __init__(self, session: "RedisSession") -> None:
-        PairingFramer.__init__(self, session, DOWNSTREAM)
+        Framer.__init__(self, session, DOWNSTREAM)
         self.sent = session.sent
         self.scanner = ReplyScanner()
         self.current: Message | None = None
@@ -441,6 +440,13 @@ class ReplyFramer(PairingFramer):
         Whether the connection has any subscription (RESP2 subscribed mode).
         """
         return bool(self.channels or self.patterns or self.shardChannels)
+
+    def unansweredMeta(self, request: Message) -> dict[str, Any]:
+        """
+        L{UNANSWERED}, the command, and C{empty} (the key this handler
+        used before).
+        """
+        return {"command": request.meta.get("command"), "empty": True, UNANSWERED: True}
 
     def _expectedKind(self) -> bytes | None:
         """
@@ -715,7 +721,7 @@ class ReplyFramer(PairingFramer):
             self.subscription = None
         self.absorb = None
         # No reply will come for what is still waiting.
-        self.flushSent(frames)
+        self.answerPending(frames)
         return frames
 
     _pendingEnd: Message | None = None

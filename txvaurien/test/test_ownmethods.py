@@ -138,7 +138,7 @@ class FramersOwnMethodsTests(SynchronousTestCase):
         """
         self.assertOwnCopies(
             (_httpframing.RequestFramer, _httpframing.ResponseFramer),
-            ("feed", "_slowHead", "_emit", "_newMessage"))
+            ("feed", "_slowHead", "emit", "openMessage"))
         self.assertOwnCopies(
             (_httpheads.RequestHead, _httpheads.Head),
             ("on_url", "on_header", "on_headers_complete"))
