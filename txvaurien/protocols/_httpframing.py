@@ -230,10 +230,10 @@ class _Framer(Framer):
                     if self.parserName == H11:
                         end = findHeadEnd(data, pos)
                     else:
-                        end = data.find(b"\r\n\r\n", pos, pos + HEAD_LIMIT)
+                        end = data.find(b"\r\n\r\n", pos, pos + self.lineLimit)
                         if end >= 0:
                             end += 4
-                    if end - pos > HEAD_LIMIT:
+                    if end - pos > self.lineLimit:
                         end = -1
                 if end < 0:
                     pos, prefix, mark, done = self._slowHead(frames, data, pos, prefix, mark)
@@ -383,8 +383,8 @@ class _Framer(Framer):
             reader = self.reader = HeadReader(self.request, self.parserName)
         try:
             if end < 0:
-                if n - pos > HEAD_LIMIT:
-                    raise InvalidHead("no end of head within {} bytes".format(HEAD_LIMIT))
+                if n - pos > self.lineLimit:
+                    raise InvalidHead("no end of head within {} bytes".format(self.lineLimit))
                 reader.feedPartial(data[seen:])
                 # Hold the incomplete head; an interim head already read
                 # goes on at once.
@@ -394,8 +394,8 @@ class _Framer(Framer):
                 self.scanned = n - pos
                 self.lead = lead
                 return n, b"", n, True
-            if end - pos > HEAD_LIMIT:
-                raise InvalidHead("head longer than {} bytes".format(HEAD_LIMIT))
+            if end - pos > self.lineLimit:
+                raise InvalidHead("head longer than {} bytes".format(self.lineLimit))
             self.reader = None
             self.scanned = self.lead = 0
             head = data[pos:end]

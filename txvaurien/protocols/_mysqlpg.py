@@ -117,6 +117,8 @@ class UnitFramer(Framer):
 
     #: What every read runs: each framer class gets its own copy.
     hot = ("feed", "_skip", "_close", "_unitEnded")
+    #: A unit's header and the start of its body, at most.
+    lineLimit = 16 + PREFIX
 
     def __init__(self, direction: str, session: Any) -> None:
         Framer.__init__(self, session, direction)

@@ -309,15 +309,15 @@ class CommandFramer(_Framer):
                     raise _Invalid(pos, "TLS handshake")
                 nl = data.find(b"\n", pos)
                 if nl < 0:
-                    if len(held) + n - pos <= LINE_LIMIT:
+                    if len(held) + n - pos <= self.lineLimit:
                         self.held = held + data[pos:]
                         pos = seg = n
                         break
-                    line = (held + data[pos : pos + LINE_LIMIT])[:LINE_LIMIT]
+                    line = (held + data[pos : pos + self.lineLimit])[:self.lineLimit]
                     complete = False
                 else:
-                    if len(held) + nl - pos > LINE_LIMIT:
-                        line = (held + data[pos : pos + LINE_LIMIT])[:LINE_LIMIT]
+                    if len(held) + nl - pos > self.lineLimit:
+                        line = (held + data[pos : pos + self.lineLimit])[:self.lineLimit]
                         complete = False
                     else:
                         line = held + data[pos:nl] if held else data[pos:nl]
@@ -385,6 +385,8 @@ class ResponseFramer(_Framer):
     (or that lacks its opaque token or key) means it succeeded, and it is
     given an empty response.
     """
+
+    lineLimit = RESPONSE_LINE_LIMIT
 
     def __init__(self, session: "MemcacheSession") -> None:
         _Framer.__init__(self, session, DOWNSTREAM)
@@ -516,12 +518,12 @@ class ResponseFramer(_Framer):
                 nl = data.find(b"\n", pos)
                 end = n if nl < 0 else nl
                 line = self.line
-                if len(line) < RESPONSE_LINE_LIMIT:
-                    line = self.line = line + data[pos : min(end, pos + RESPONSE_LINE_LIMIT - len(line))]
+                if len(line) < self.lineLimit:
+                    line = self.line = line + data[pos : min(end, pos + self.lineLimit - len(line))]
                 if self.current is None:
                     if not self.held and not line and pos < n and data[pos] in _BINARY:
                         raise _Invalid(pos, "binary protocol")
-                    if nl < 0 and len(line) < RESPONSE_LINE_LIMIT:
+                    if nl < 0 and len(line) < self.lineLimit:
                         self.held += data[pos:]
                         pos = seg = n
                         break

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from txvaurien.frames import UNANSWERED, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import OptionType
-from txvaurien.protocols._resp import CAPTURE, ProtocolError, ReplyScanner, RequestScanner
+from txvaurien.protocols._resp import CAPTURE, INLINE_LIMIT, ProtocolError, ReplyScanner, RequestScanner
 from txvaurien.protocols.base import Framer, ProtocolHandler, Session, oneLine
 
 #: Commands answered by one reply per channel (or one per subscription,
@@ -220,6 +220,7 @@ class RequestFramer(Framer):
     """
 
     protocolName = "RESP"
+    lineLimit = INLINE_LIMIT
 
     def __init__(self, session: "RedisSession") -> None:
         Framer.__init__(self, session, UPSTREAM)
@@ -230,11 +231,17 @@ class RequestFramer(Framer):
         self.skipNext = False
 
     def _decidable(self) -> bool:
+        """
+        Whether enough of the command was scanned to open its message: its
+        name and, for C{CLIENT}, the next two arguments, or an argument
+        too long to capture (then it is no C{CLIENT REPLY}).
+        """
         request = self.scanner.request
         argc = request.argc
         if argc is None or request.inline:
             return False
-        return len(request.args) >= min(argc, self.scanner.want)
+        args = request.args
+        return len(args) >= min(argc, self.scanner.want) or None in args
 
     def _start(self) -> Message:
         """
@@ -350,7 +357,8 @@ class RequestFramer(Framer):
             return n
         stop = n if end < 0 else end
         if current is None:
-            if end < 0 and not self._decidable():
+            if end < 0 and not self._decidable() and not self.tooLong(
+                    len(self.held) + n - start):
                 self.held += data[start:]
                 return n
             current = self._start()
@@ -418,6 +426,7 @@ class ReplyFramer(Framer):
     """
 
     protocolName = "RESP"
+    lineLimit = INLINE_LIMIT
 
     def __init__(self, session: "RedisSession") -> None:
         Framer.__init__(self, session, DOWNSTREAM)

@@ -204,10 +204,10 @@ class CommandFramer(_Framer):
                 if self.session.switched or self.session.closing:
                     self.state = _DATA
                     continue
-                eol = data.find(b"\n", pos, pos + LINE_LIMIT)
+                eol = data.find(b"\n", pos, pos + self.lineLimit)
                 if eol < 0:
-                    if n - pos >= LINE_LIMIT:
-                        self.logInvalid("line longer than {} bytes".format(LINE_LIMIT))
+                    if n - pos >= self.lineLimit:
+                        self.logInvalid("line longer than {} bytes".format(self.lineLimit))
                         self.state = _DATA
                         continue
                     self.held = data[pos:]
@@ -338,10 +338,10 @@ class ReplyFramer(_Framer):
             if self.state == _CLOSE:
                 pos = n
                 break
-            eol = data.find(b"\n", pos, pos + LINE_LIMIT)
+            eol = data.find(b"\n", pos, pos + self.lineLimit)
             if eol < 0:
-                if n - pos >= LINE_LIMIT:
-                    self._invalid("line longer than {} bytes".format(LINE_LIMIT))
+                if n - pos >= self.lineLimit:
+                    self._invalid("line longer than {} bytes".format(self.lineLimit))
                     continue
                 self.held = data[pos:]
                 break
