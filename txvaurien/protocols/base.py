@@ -331,6 +331,7 @@ class Framer:
         return frames
 
 
+@implementer(IProtocolSession)
 class Session:
     """
     The base of every session of the built-in handlers
@@ -370,6 +371,21 @@ class Session:
     def requestSent(self, request: Message) -> None:
         if request.expectsResponse:
             self.sent.append(request)
+
+    def errorReply(self, request: Message | None, reason: str, code: int | None = None) -> bytes:
+        """
+        Bytes the client will parse as a protocol error answering
+        C{request} (L{IProtocolSession.errorReply}): what a subclass
+        implements.
+        """
+        raise NotImplementedError()
+
+    def connectFailed(self, reason: str) -> bytes:
+        """
+        Nothing to send the client when the backend cannot be reached; a
+        subclass may send an error the client understands.
+        """
+        return b""
 
     @property
     def passthrough(self) -> bool:
