@@ -20,7 +20,7 @@ exactly as they would the originals.
 from __future__ import annotations
 
 from types import FunctionType
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 _Class = TypeVar("_Class", bound=type)
 
@@ -54,11 +54,34 @@ def copyMethods(cls: type, names: Iterable[str]) -> None:
         setattr(cls, name, copy)
 
 
+class HotMethods:
+    """
+    A base class whose subclasses get their own copy (L{copyMethods}) of
+    each method that a class of their bases, or they themselves, list in
+    C{hot}, when they are defined: the copying is declared once, where
+    the methods are, and no list of classes is kept by hand.
+
+    L{txvaurien.protocols.base.Framer} and the HTTP heads build on it.
+
+    @cvar hot: names of plain functions.
+    """
+
+    hot: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names: list[str] = []
+        for base in reversed(cls.__mro__):
+            for name in vars(base).get("hot", ()):
+                if name not in names:
+                    names.append(name)
+        copyMethods(cls, names)
+
+
 def ownMethods(*names: str) -> Callable[[_Class], _Class]:
     """
-    A class decorator: L{copyMethods} for the class, with C{names}.  Framers
-    need not use it (L{txvaurien.protocols.base.Framer} applies their
-    C{hot} lists); it serves other classes fed in turns (HTTP heads).
+    A class decorator: L{copyMethods} for the class, with C{names}, for a
+    class that cannot build on L{HotMethods}.
 
     @param names: names of plain functions.
     @raise TypeError: (when decorating) if a name is not a plain function
@@ -72,4 +95,4 @@ def ownMethods(*names: str) -> Callable[[_Class], _Class]:
     return decorate
 
 
-__all__ = ["copyMethods", "ownMethods"]
+__all__ = ["HotMethods", "copyMethods", "ownMethods"]

@@ -40,7 +40,7 @@ from txvaurien.interfaces import (
     IProtocolSession,
 )
 from txvaurien.plugin import Configurable
-from txvaurien.protocols._ownmethods import copyMethods
+from txvaurien.protocols._ownmethods import HotMethods
 
 
 def oneLine(reason: str) -> bytes:
@@ -85,7 +85,7 @@ class ChunkFramer:
 
 
 @implementer(IFramer)
-class Framer:
+class Framer(HotMethods):
     """
     The base of every framer of the built-in handlers: what they share
     whatever the shape of their protocol (lines, heads and bodies,
@@ -93,7 +93,7 @@ class Framer:
 
     A subclass implements C{feed} and C{finish} (L{IFramer}), and may list
     in C{hot} the methods every read runs: each subclass then gets its own
-    copy of those it inherits (L{txvaurien.protocols._ownmethods}), so
+    copy of those it inherits (L{txvaurien.protocols._ownmethods.HotMethods}), so
     that the two framers of a connection, fed in turns, do not share the
     interpreter's attribute caches.  The lists of all bases add up.
 
@@ -127,15 +127,6 @@ class Framer:
     log: ClassVar[Logger] = logs.logger("txvaurien.protocols")
 
     direction: str = UPSTREAM
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        names: list[str] = []
-        for base in reversed(cls.__mro__):
-            for name in vars(base).get("hot", ()):
-                if name not in names:
-                    names.append(name)
-        copyMethods(cls, names)
 
     def __init__(self, session: Any, direction: str | None = None) -> None:
         self.session = session
