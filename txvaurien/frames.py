@@ -23,6 +23,13 @@ GREETING = "greeting"
 #: once that response has been written to the client.
 CLOSE_AFTER = "closeAfter"
 
+#: A key of L{Message.meta}, on an empty L{RESPONSE} a framer made up for
+#: a request the backend never answered: the stream ended, or framing was
+#: given up, while the request still waited (see
+#: L{txvaurien.interfaces.IFramer.finish}).  Every handler uses this one
+#: key.
+UNANSWERED = "unanswered"
+
 
 class Message:
     """

@@ -266,9 +266,47 @@ class IConnection(Interface):
 
 class IFramer(Interface):
     """
-    Cuts one direction's byte stream into frames.  Framing never changes
-    bytes: the data of the frames returned concatenates to exactly the data
-    fed, whatever the chunking.
+    Cuts one direction's byte stream into frames.
+
+    The contract every framer keeps (L{txvaurien.protocols.base.Framer}
+    implements the parts that do not depend on the protocol):
+
+      - B{Bytes are never changed.}  The data of the frames returned
+        concatenates to exactly the data fed, whatever the chunking; the
+        same bytes cut into other chunks give the same messages.
+
+      - B{Messages.}  Each frame belongs to one
+        L{txvaurien.frames.Message}; a message's frames come in order, the
+        first with C{first}, the last with C{last}, and messages of one
+        direction are numbered from 0 (C{index}) in the order they start.
+        A message is a L{txvaurien.frames.REQUEST} upstream, a
+        L{txvaurien.frames.RESPONSE} (or C{PUSH}, C{GREETING})
+        downstream, or L{txvaurien.frames.DATA} where the stream is not
+        framed.
+
+      - B{Holding.}  A framer may hold bytes until it knows what the
+        message they start is (a command's name, a head, a unit's header):
+        then its first frame carries them.  Once a message is known, its
+        bytes go on as they arrive (a large value or body is never held
+        whole).  What it holds is bounded: C{lineLimit} bytes at most
+        (HTTP heads, command lines, RESP inline commands...).
+
+      - B{Garbage.}  Bytes that cannot be the protocol (a line past
+        C{lineLimit}, a byte that cannot start a message) end the message
+        in progress where they start; from there the direction passes
+        through unframed, each chunk one L{txvaurien.frames.DATA} message,
+        and one warning is logged.  A response framer that gives up makes
+        the request framer give up too where its next request starts, so
+        that no request waits for a response that will not be framed.
+        The proxy never answers garbage itself: the backend's own error
+        reaches the client unchanged.
+
+      - B{Pairing.}  A downstream framer pairs each response with the
+        oldest request in its session's C{sent} (the requests the backend
+        was really sent, see L{IProtocolSession.requestSent}) and removes
+        it from there: C{Message.request} is that request.  Requests that
+        expect no response never enter C{sent}; bytes that answer nothing
+        (a push, an unsolicited line) are a message with no C{request}.
     """
 
     def feed(data):
@@ -281,10 +319,19 @@ class IFramer(Interface):
 
     def finish():
         """
-        The direction ended (EOF).
+        The direction ended (EOF).  A framer owes, in this order:
 
-        @return: a L{list} of final frames, for example an empty frame that
-            ends a message delimited by the close.
+          1. the bytes it holds, as the end of the open message (or as a
+             L{txvaurien.frames.DATA} message if none is open);
+          2. a last frame (empty if nothing is held) for the open message,
+             so that every message that started also ends;
+          3. (downstream) an empty response for each request still waiting
+             in the session's C{sent}, whose C{meta} has
+             L{txvaurien.frames.UNANSWERED} set to C{True}: the proxy
+             writes the responses in request order, and nothing may wait
+             behind a request the backend will never answer.
+
+        @return: a L{list} of final frames.
         """
 
 
@@ -292,6 +339,12 @@ class IProtocolSession(Interface):
     """
     One connection's view of a wire protocol, like a
     L{twisted.internet.interfaces.IProtocol} built by an L{IProtocolHandler}.
+
+    A session keeps what both directions share: the requests the backend
+    was sent and has not answered (C{sent}, oldest first), which the
+    downstream framer pairs responses with, and the protocol's state
+    (version, transaction, subscriptions).  It says what an error looks
+    like (L{errorReply}).  L{txvaurien.protocols.base.Session} is a base.
     """
 
     upstream = Attribute("The L{IFramer} for client-to-backend bytes.")
@@ -313,7 +366,9 @@ class IProtocolSession(Interface):
         """
         The first bytes of C{request} were written to the backend.  Requests
         a fault swallowed never are, so the session can pair backend
-        responses with the requests the backend really saw.
+        responses with the requests the backend really saw: a session
+        appends C{request} to C{sent} if it expects a response
+        (C{request.expectsResponse}).
 
         @type request: L{txvaurien.frames.Message}
         """
@@ -321,7 +376,8 @@ class IProtocolSession(Interface):
     def errorReply(request, reason, code=None):
         """
         Bytes the client will parse as a protocol error answering
-        C{request}.
+        C{request}: the proxy writes them in the request's place among the
+        responses (L{IConnection.reply}).
 
         @param request: the request L{txvaurien.frames.Message}, or L{None}.
         @param reason: a short human-readable L{str}.
@@ -329,6 +385,9 @@ class IProtocolSession(Interface):
             status space (the C{error} behavior's C{codes}); protocols whose
             errors have no such status ignore it and use their own options.
         @rtype: L{bytes}
+
+        A request that expects no response (C{noreply}, C{CLIENT REPLY
+        OFF}) gets C{b""}: its client reads nothing.
 
         A session whose error ends the conversation (SMTP's C{421}) sets
         C{request.meta[txvaurien.frames.CLOSE_AFTER]} to a reason: the

@@ -32,8 +32,7 @@ from txvaurien import logs
 from txvaurien.frames import DATA, DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IFramer
 from txvaurien.protocols._httpheads import H11, Head, HeadReader, InvalidHead, readHead
-from txvaurien.protocols._ownmethods import ownMethods
-from txvaurien.protocols._textframing import CLOSE, UNFRAMED, MessageFramer
+from txvaurien.protocols.base import Framer
 
 if TYPE_CHECKING:
     from txvaurien.protocols.http import HTTPSession
@@ -54,8 +53,8 @@ _CHUNK_DATA = 3  # chunk data; `remaining` bytes to go
 _CHUNK_CR = 4  # the CRLF after chunk data
 _CHUNK_LF = 5  # the LF after chunk data's CR
 _TRAILER = 6  # trailer lines, until an empty one
-_CLOSE = CLOSE  # everything until the end of the stream is the current message
-_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
+_CLOSE = 100  # everything until the end of the stream is the current message
+_DATA = 101  # unframed: each chunk read is one DATA message
 _CUT = 9  # end the current message here, then unframed
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -99,7 +98,7 @@ def _chunkSize(line: bytes) -> int:
 
 
 @implementer(IFramer)
-class _Framer(MessageFramer):
+class _Framer(Framer):
     """
     What request and response framers share: the state machine of message
     bodies and the emission of frames.
@@ -112,10 +111,13 @@ class _Framer(MessageFramer):
 
     request = True
     protocolName = "HTTP"
+    lineLimit = HEAD_LIMIT
     log = _log
+    #: What every read runs: each framer class gets its own copy.
+    hot = ("feed", "_slowHead", "emit", "openMessage")
 
     def __init__(self, session: HTTPSession) -> None:
-        MessageFramer.__init__(self, session)
+        Framer.__init__(self, session)
         self.state = _HEAD
         self.remaining = 0
         self.reader: HeadReader | None = None
@@ -162,9 +164,9 @@ class _Framer(MessageFramer):
 
     # Helpers
 
-    def _emit(self, frames: list[Frame], data: bytes, last: bool) -> None:
+    def emit(self, frames: list[Frame], data: bytes, last: bool) -> None:
         """
-        L{MessageFramer._emit}, and after the last frame of a message: a
+        L{Framer.emit}, and after the last frame of a message: a
         head comes next (unless the stream is no longer framed), and
         L{_ended} is called.
         """
@@ -186,8 +188,21 @@ class _Framer(MessageFramer):
         """
         self.reader = None
         self.scanned = self.lead = 0
-        self._logInvalid(why)
+        self.logInvalid(why)
         self._invalid(why)
+
+    @property
+    def quiet(self) -> bool:
+        """
+        Whether the proxy may skip this framer: once the connection left
+        HTTP, the client's framer once it frames every chunk as it
+        comes and holds nothing, the backend's at once (what it still
+        frames runs until the end of the stream, and no byte depends on
+        it).
+        """
+        if self.direction == DOWNSTREAM:
+            return bool(self.session.raw)
+        return bool(self.session.raw) and self.state == _DATA and not self.held
 
     # IFramer
 
@@ -215,10 +230,10 @@ class _Framer(MessageFramer):
                     if self.parserName == H11:
                         end = findHeadEnd(data, pos)
                     else:
-                        end = data.find(b"\r\n\r\n", pos, pos + HEAD_LIMIT)
+                        end = data.find(b"\r\n\r\n", pos, pos + self.lineLimit)
                         if end >= 0:
                             end += 4
-                    if end - pos > HEAD_LIMIT:
+                    if end - pos > self.lineLimit:
                         end = -1
                 if end < 0:
                     pos, prefix, mark, done = self._slowHead(frames, data, pos, prefix, mark)
@@ -266,19 +281,19 @@ class _Framer(MessageFramer):
                     break
                 pos += remaining
                 self.remaining = 0
-                self._emit(frames, prefix + data[mark:pos], True)
+                self.emit(frames, prefix + data[mark:pos], True)
                 prefix, mark = b"", pos
                 continue
             if state == _CLOSE:
                 pos = n
                 break
             if state == _DATA:
-                frames.append(Frame(data[pos:], self._newMessage(DATA, {}), True, True))
+                frames.append(Frame(data[pos:], self.openMessage(DATA, {}), True, True))
                 self.message = None
                 mark = pos = n
                 break
             if state == _CUT:
-                self._emit(frames, prefix + data[mark:pos], True)
+                self.emit(frames, prefix + data[mark:pos], True)
                 prefix, mark = b"", pos
                 self.state = _DATA
                 continue
@@ -318,7 +333,7 @@ class _Framer(MessageFramer):
                     self._switch("line longer than {} bytes in chunked body".format(LINE_LIMIT))
                     continue
                 if pos > mark or prefix:
-                    self._emit(frames, prefix + data[mark:pos], False)
+                    self.emit(frames, prefix + data[mark:pos], False)
                 self.held = data[pos:]
                 return frames
             line = data[pos:eol]
@@ -327,7 +342,7 @@ class _Framer(MessageFramer):
             if state == _TRAILER:
                 pos = eol + 1
                 if not line:
-                    self._emit(frames, prefix + data[mark:pos], True)
+                    self.emit(frames, prefix + data[mark:pos], True)
                     prefix, mark = b"", pos
                 continue
             try:
@@ -342,7 +357,7 @@ class _Framer(MessageFramer):
             else:
                 self.state = _TRAILER
         if self.message is not None and (pos > mark or prefix):
-            self._emit(frames, prefix + data[mark:pos], False)
+            self.emit(frames, prefix + data[mark:pos], False)
         return frames
 
     def _slowHead(
@@ -368,19 +383,19 @@ class _Framer(MessageFramer):
             reader = self.reader = HeadReader(self.request, self.parserName)
         try:
             if end < 0:
-                if n - pos > HEAD_LIMIT:
-                    raise InvalidHead("no end of head within {} bytes".format(HEAD_LIMIT))
+                if n - pos > self.lineLimit:
+                    raise InvalidHead("no end of head within {} bytes".format(self.lineLimit))
                 reader.feedPartial(data[seen:])
                 # Hold the incomplete head; an interim head already read
                 # goes on at once.
                 if pos > mark or prefix:
-                    self._emit(frames, prefix + data[mark:pos], False)
+                    self.emit(frames, prefix + data[mark:pos], False)
                 self.held = data[pos:]
                 self.scanned = n - pos
                 self.lead = lead
                 return n, b"", n, True
-            if end - pos > HEAD_LIMIT:
-                raise InvalidHead("head longer than {} bytes".format(HEAD_LIMIT))
+            if end - pos > self.lineLimit:
+                raise InvalidHead("head longer than {} bytes".format(self.lineLimit))
             self.reader = None
             self.scanned = self.lead = 0
             head = data[pos:end]
@@ -395,21 +410,18 @@ class _Framer(MessageFramer):
         pos = end
         if self.state == _LENGTH and not self.remaining:
             # A message without a body ends with its head.
-            self._emit(frames, prefix + data[mark:pos], True)
+            self.emit(frames, prefix + data[mark:pos], True)
             return pos, b"", pos, False
         return pos, prefix, mark, False
 
     def finish(self) -> list[Frame]:
         self.reader = None
         self.scanned = self.lead = 0
-        return MessageFramer.finish(self)
+        if self.message is not None:
+            self.state = _CLOSE
+        return Framer.finish(self)
 
 
-#: What every read runs: each framer class gets its own copy.
-_HOT = ("feed", "_slowHead", "_emit", "_newMessage")
-
-
-@ownMethods(*_HOT)
 class RequestFramer(_Framer):
     """
     Frames the client's requests.  A request's metadata is C{method},
@@ -438,7 +450,7 @@ class RequestFramer(_Framer):
             meta["close"] = True
         if parsed.expectContinue:
             meta["expect_continue"] = True
-        self._newMessage(REQUEST, meta)
+        self.openMessage(REQUEST, meta)
         if parsed.chunked:
             self.state = _CHUNK_SIZE
         else:
@@ -468,7 +480,6 @@ class RequestFramer(_Framer):
         self.state = _DATA if self.message is None else _CUT
 
 
-@ownMethods(*_HOT)
 class ResponseFramer(_Framer):
     """
     Frames the backend's responses, pairing each with the oldest request
@@ -498,7 +509,7 @@ class ResponseFramer(_Framer):
         assert status is not None
         message = self.message
         if message is None:
-            message = self._newMessage(
+            message = self.openMessage(
                 RESPONSE, {"status": status, "version": parsed.version}, request)
         else:
             meta = message.meta
@@ -541,9 +552,9 @@ class ResponseFramer(_Framer):
         if self.message is None:
             sent = self.session.sent
             if sent:
-                self._newMessage(RESPONSE, {"invalid": why}, sent.popleft())
+                self.openMessage(RESPONSE, {"invalid": why}, sent.popleft())
             else:
-                self._newMessage(DATA, {"invalid": why})
+                self.openMessage(DATA, {"invalid": why})
         else:
             self._settle()
         self.state = _CLOSE
@@ -552,7 +563,6 @@ class ResponseFramer(_Framer):
     def finish(self) -> list[Frame]:
         self._settle()
         frames = _Framer.finish(self)
-        self._answerAll(frames)
         return frames
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import h11
 import httptools
 
-from txvaurien.protocols._ownmethods import ownMethods
+from txvaurien.protocols._ownmethods import HotMethods
 
 HTTPTOOLS = "httptools"
 H11 = "h11"
@@ -35,7 +35,7 @@ class InvalidHead(ValueError):
     """
 
 
-class Head:
+class Head(HotMethods):
     """
     What the framers need to know of one message head.  It is also the
     object httptools calls back while it reads the head.
@@ -52,6 +52,10 @@ class Head:
     @ivar upgrade: whether an C{Upgrade} field is present.
     @ivar expectContinue: whether the request has C{Expect: 100-continue}.
     """
+
+    #: The callbacks httptools calls for every head: each subclass gets
+    #: its own copy.
+    hot = ("on_url", "on_header", "on_headers_complete")
 
     # Defaults as class attributes: a head sets only what it has.
     method: str | None = None
@@ -141,7 +145,6 @@ class Head:
         return self
 
 
-@ownMethods("on_url", "on_header", "on_headers_complete")
 class RequestHead(Head):
     """
     A request's L{Head}: httptools also says when a message begins, to

@@ -17,15 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zope.interface import implementer
-
-from txvaurien import logs
-from txvaurien.frames import DATA, DOWNSTREAM, RESPONSE, Frame, Message
-from txvaurien.interfaces import IFramer
+from txvaurien.frames import DATA, DOWNSTREAM, Frame, Message
 from txvaurien.options import OptionType
-from txvaurien.protocols.base import PairingSession
-
-_log = logs.logger("txvaurien.protocols")
+from txvaurien.protocols.base import Framer
 
 #: How many bytes of a unit's body a framer looks at (and may hold) before
 #: it decides what the unit is.
@@ -104,82 +98,30 @@ def remember(statements: dict[Any, str], key: Any, verb: str) -> None:
         del statements[next(iter(statements))]
 
 
-class SessionBase(PairingSession):
+class UnitFramer(Framer):
     """
-    State the framers of both directions of one connection share.
-
-    @ivar raw: whether framing stopped (TLS, compression, or input the
-        framers could not follow): from then on every chunk is one
-        L{DATA} message.
-    """
-
-    protocolName = ""
-
-    def __init__(self, handler: Any, connection: Any) -> None:
-        PairingSession.__init__(self, handler, connection)
-        self.raw = False
-        self.upstream: UnitFramer
-        self.downstream: UnitFramer
-
-    @property
-    def passthrough(self) -> bool:
-        """
-        C{True} once framing stopped and neither framer still holds bytes
-        or owes the end of a message: the proxy may then skip them.
-        """
-        return self.raw and self.upstream.clean and self.downstream.clean
-
-    def stopFraming(self, why: str, warn: bool = True) -> None:
-        """
-        Pass the rest of the connection through unframed.
-
-        @param why: what happened, for the log.
-        @param warn: whether it is a problem (bad input: a warning, event
-            C{passthrough}) rather than an expected switch (TLS: a debug
-            event C{unframed}).
-        """
-        if self.raw:
-            return
-        self.raw = True
-        connection = self.connection
-        proxy = getattr(connection, "proxy", None)
-        fields = dict(
-            proxy=getattr(proxy, "name", "?"),
-            cid=getattr(connection, "id", "?"),
-            protocol=self.protocolName,
-            why=why,
-        )
-        if warn:
-            _log.warn(
-                "{proxy} #{cid} {protocol}: {why}; passing the rest of the "
-                "connection through unframed", event="passthrough", **fields)
-        else:
-            _log.debug("{proxy} #{cid} {protocol}: {why}; passthrough from now on",
-                       event="unframed", **fields)
-
-
-@implementer(IFramer)
-class UnitFramer:
-    """
-    Cuts a stream of length-prefixed units into frames.
+    Cuts a stream of length-prefixed units into frames: the
+    L{txvaurien.protocols.base.Framer} of MySQL and PostgreSQL.
 
     A subclass reads a unit's header (L{_header}) and, with the header and
     the first C{min(length, PREFIX)} bytes of the body available, says
     which message the unit belongs to and whether it ends it (L{_unit}).
     Once the session stops framing, each chunk is one L{DATA} message.
 
-    @ivar message: the message being framed, or L{None} between messages.
+    What it holds (C{held}) is bounded by the protocol: a unit's header and
+    at most L{PREFIX} bytes of its body.
+
     @ivar switching: set by a subclass to be called (L{_unitDone}) when the
         current unit's body has passed, to switch to raw there.
     """
 
-    def __init__(self, direction: str, session: SessionBase) -> None:
-        self.direction = direction
-        self.session = session
-        self.count = 0
-        self.message: Message | None = None
-        self.first = True
-        self.stash = b""
+    #: What every read runs: each framer class gets its own copy.
+    hot = ("feed", "_skip", "_close", "_unitEnded")
+    #: A unit's header and the start of its body, at most.
+    lineLimit = 16 + PREFIX
+
+    def __init__(self, direction: str, session: Any) -> None:
+        Framer.__init__(self, session, direction)
         self.inBody = False
         self.remaining = 0
         self.ends = False
@@ -191,17 +133,16 @@ class UnitFramer:
         Nothing held and no message open (for the downstream framer: no
         response owed either).
         """
-        return not self.stash and self.message is None and not (
+        return not self.held and self.message is None and not (
             self.direction == DOWNSTREAM and self.session.sent
         )
 
-    def newMessage(self, kind: str, meta: dict[str, Any], request: Message | None = None,
-                   expectsResponse: bool = True) -> Message:
+    @property
+    def quiet(self) -> bool:
         """
-        The next message of this direction.
+        Once the session stopped framing, and this framer is L{clean}.
         """
-        index, self.count = self.count, self.count + 1
-        return Message(self.direction, index, kind, meta, request, expectsResponse)
+        return bool(self.session.raw) and self.clean
 
     # Subclass hooks
 
@@ -212,7 +153,7 @@ class UnitFramer:
 
         @return: the header's size and the body's length; a size of 0 if
             the header is not all there yet; a length of -1 if the stream
-            cannot be followed (after calling L{SessionBase.stopFraming}).
+            cannot be followed (after calling L{txvaurien.protocols.base.Session.stopFraming}).
         """
         raise NotImplementedError()
 
@@ -243,20 +184,6 @@ class UnitFramer:
         """
         return pos
 
-    def _owed(self) -> list[Frame]:
-        """
-        Empty responses to the requests still awaiting one, once no more
-        framed response can come.
-        """
-        frames = []
-        if self.direction == DOWNSTREAM:
-            sent = self.session.sent
-            while sent:
-                request = sent.popleft()
-                message = self.newMessage(RESPONSE, {"incomplete": True}, request)
-                frames.append(Frame(b"", message, True, True))
-        return frames
-
     # IFramer
 
     def _close(self, frames: list[Frame], data: bytes) -> None:
@@ -274,7 +201,7 @@ class UnitFramer:
         self.remaining = 0
 
     def _raw(self, frames: list[Frame], data: bytes) -> None:
-        frames.extend(self._owed())
+        self.answerPending(frames)
         if data:
             frames.append(Frame(data, self.newMessage(DATA, {"unframed": True})))
 
@@ -300,9 +227,9 @@ class UnitFramer:
 
     def feed(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
-        if self.stash:
-            data = self.stash + data
-            self.stash = b""
+        if self.held:
+            data = self.held + data
+            self.held = b""
         session = self.session
         if session.raw:
             if self.message is not None:
@@ -363,7 +290,7 @@ class UnitFramer:
                 if start < 0:
                     return frames
         if pos < n:
-            self.stash = data[pos:]
+            self.held = data[pos:]
         if start < pos:
             current = self.message
             if current is None:  # Every unit belongs to a message; never None here.
@@ -374,7 +301,7 @@ class UnitFramer:
 
     def finish(self) -> list[Frame]:
         frames: list[Frame] = []
-        data, self.stash = self.stash, b""
+        data, self.held = self.held, b""
         if self.message is not None:
             self._close(frames, data)
             data = b""
@@ -384,7 +311,7 @@ class UnitFramer:
 
 #: The L{UnitFramer} methods every read runs: each concrete framer class
 #: gets its own copy (L{txvaurien.protocols._ownmethods}).
-HOT_METHODS = ("feed", "_skip", "_close", "_unitEnded", "newMessage")
+HOT_METHODS = UnitFramer.hot + Framer.hot
 
 
 def int16(data: bytes, pos: int) -> int:

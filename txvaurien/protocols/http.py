@@ -26,8 +26,7 @@ from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Choice
 from txvaurien.protocols._httpframing import RequestFramer, ResponseFramer
 from txvaurien.protocols._httpheads import HTTPTOOLS, PARSERS
-from txvaurien.protocols._textframing import SwitchingSession
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import ProtocolHandler, Session
 
 _log = logs.logger("txvaurien.protocols.http")
 
@@ -114,7 +113,7 @@ def backendAuthority(backend: Any) -> str | None:
 
 
 @implementer(IProtocolSession)
-class HTTPSession(SwitchingSession):
+class HTTPSession(Session):
     """
     One connection's HTTP: a L{RequestFramer} upstream, a
     L{ResponseFramer} downstream, and the requests the backend was sent
@@ -131,7 +130,7 @@ class HTTPSession(SwitchingSession):
     handler: "HTTP"
 
     def __init__(self, handler: "HTTP", connection: IConnection) -> None:
-        SwitchingSession.__init__(self, handler, connection)
+        Session.__init__(self, handler, connection)
         self.parserName = handler.settings["parser"]
         self.upstream = RequestFramer(self)
         self.downstream = ResponseFramer(self)

@@ -16,12 +16,10 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txvaurien.frames import DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
+from txvaurien.frames import UNANSWERED, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
-from txvaurien.protocols._ownmethods import ownMethods
-from txvaurien.protocols._resp_framing import PairingFramer, Session, oneLine
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import Framer, ProtocolHandler, Session, oneLine
 
 #: Longest command line read before the command is known to be valid;
 #: memcached itself closes a connection whose line grows past a few KiB
@@ -191,7 +189,7 @@ def parseCommand(line: bytes) -> tuple[dict[str, Any], bool, int | None]:
     return meta, expects, size
 
 
-class _Framer(PairingFramer):
+class _Framer(Framer):
     """
     What both memcache framers share.
 
@@ -203,14 +201,24 @@ class _Framer(PairingFramer):
     """
 
     protocolName = "memcache text protocol"
+    lineLimit = LINE_LIMIT
+    #: What every message runs: each framer class gets its own copy.
+    hot = ("_end", "_partial")
 
     def __init__(self, session: "MemcacheSession", direction: str) -> None:
-        PairingFramer.__init__(self, session, direction)
+        Framer.__init__(self, session, direction)
         self.mode = _LINE
         self.current: Message | None = None
         self.first = False
         self.held = b""
         self.left = 0
+
+    def unansweredMeta(self, request: Message) -> dict[str, Any]:
+        """
+        L{UNANSWERED}, the command, and C{empty} (the key this handler
+        used before).
+        """
+        return {"command": request.meta.get("command"), "empty": True, UNANSWERED: True}
 
     def _end(self, frames: list[Frame], chunk: bytes) -> None:
         """
@@ -231,12 +239,7 @@ class _Framer(PairingFramer):
             self.first = False
 
 
-#: What every message runs: each framer class gets its own copy.
-_HOT = ("_end", "_partial", "newMessage")
-
-
 @implementer(IFramer)
-@ownMethods(*_HOT)
 class CommandFramer(_Framer):
     """
     Cuts a client's stream into commands.
@@ -306,15 +309,15 @@ class CommandFramer(_Framer):
                     raise _Invalid(pos, "TLS handshake")
                 nl = data.find(b"\n", pos)
                 if nl < 0:
-                    if len(held) + n - pos <= LINE_LIMIT:
+                    if len(held) + n - pos <= self.lineLimit:
                         self.held = held + data[pos:]
                         pos = seg = n
                         break
-                    line = (held + data[pos : pos + LINE_LIMIT])[:LINE_LIMIT]
+                    line = (held + data[pos : pos + self.lineLimit])[:self.lineLimit]
                     complete = False
                 else:
-                    if len(held) + nl - pos > LINE_LIMIT:
-                        line = (held + data[pos : pos + LINE_LIMIT])[:LINE_LIMIT]
+                    if len(held) + nl - pos > self.lineLimit:
+                        line = (held + data[pos : pos + self.lineLimit])[:self.lineLimit]
                         complete = False
                     else:
                         line = held + data[pos:nl] if held else data[pos:nl]
@@ -371,7 +374,6 @@ def _isListingEnd(line: bytes) -> bool:
 
 
 @implementer(IFramer)
-@ownMethods(*_HOT)
 class ResponseFramer(_Framer):
     """
     Cuts a server's stream into responses.
@@ -384,12 +386,23 @@ class ResponseFramer(_Framer):
     given an empty response.
     """
 
+    lineLimit = RESPONSE_LINE_LIMIT
+
     def __init__(self, session: "MemcacheSession") -> None:
         _Framer.__init__(self, session, DOWNSTREAM)
         self.sent = session.sent
         self.shape = _SINGLE
         self.line = b""
         self.absorb: Message | None = None
+
+    def emptyResponse(self, request: Message) -> Frame:
+        """
+        A response without bytes, for a quiet request that succeeded
+        without a word.
+        """
+        command = request.meta.get("command")
+        message = self.newMessage(RESPONSE, {"command": command, "empty": True}, request)
+        return Frame(b"", message, True, True)
 
     def _couldAnswer(self, request: Message, code: bytes, words: list[bytes]) -> bool:
         """
@@ -505,12 +518,12 @@ class ResponseFramer(_Framer):
                 nl = data.find(b"\n", pos)
                 end = n if nl < 0 else nl
                 line = self.line
-                if len(line) < RESPONSE_LINE_LIMIT:
-                    line = self.line = line + data[pos : min(end, pos + RESPONSE_LINE_LIMIT - len(line))]
+                if len(line) < self.lineLimit:
+                    line = self.line = line + data[pos : min(end, pos + self.lineLimit - len(line))]
                 if self.current is None:
                     if not self.held and not line and pos < n and data[pos] in _BINARY:
                         raise _Invalid(pos, "binary protocol")
-                    if nl < 0 and len(line) < RESPONSE_LINE_LIMIT:
+                    if nl < 0 and len(line) < self.lineLimit:
                         self.held += data[pos:]
                         pos = seg = n
                         break
@@ -568,7 +581,7 @@ class ResponseFramer(_Framer):
             message = self._classify(line, frames)
             frames.append(Frame(held, message, True, True))
         if not self.raw:
-            self.flushSent(frames)
+            self.answerPending(frames)
         return frames
 
 

@@ -52,18 +52,15 @@ from zope.interface import implementer
 from txvaurien.frames import DATA, DOWNSTREAM, GREETING, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Number
-from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._mysqlpg import (
-    HOT_METHODS,
     PREFIX,
-    SessionBase,
     SQLState,
     UnitFramer,
     int16,
     remember,
     sqlVerb,
 )
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import ProtocolHandler, Session
 
 # Capability flags (MariaDB's extended ones are shifted by 32).
 CLIENT_MYSQL = 1
@@ -237,7 +234,6 @@ class _PacketFramer(UnitFramer):
             self.mysql.stopFraming(why, warn=False)
 
 
-@ownMethods(*HOT_METHODS)
 class MySQLRequestFramer(_PacketFramer):
     """
     Frames what the client sends: handshake packets, commands and the
@@ -327,7 +323,6 @@ class MySQLRequestFramer(_PacketFramer):
         return self.newMessage(REQUEST, meta, expectsResponse=response != _NONE)
 
 
-@ownMethods(*HOT_METHODS)
 class MySQLResponseFramer(_PacketFramer):
     """
     Frames what the server sends: greeting, handshake, and responses,
@@ -563,7 +558,7 @@ class MySQLResponseFramer(_PacketFramer):
 
 
 @implementer(IProtocolSession)
-class MySQLSession(SessionBase):
+class MySQLSession(Session):
     """
     One MySQL connection: its framers, the negotiated capabilities and
     the error packets the client will parse.
@@ -583,7 +578,7 @@ class MySQLSession(SessionBase):
     handler: MySQL
 
     def __init__(self, handler: MySQL, connection: IConnection) -> None:
-        SessionBase.__init__(self, handler, connection)
+        Session.__init__(self, handler, connection)
         self.phase = _GREETING_PHASE
         self.serverCapabilities = 0
         self.clientCapabilities = 0

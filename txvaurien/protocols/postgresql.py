@@ -48,18 +48,15 @@ from zope.interface import implementer
 
 from txvaurien.frames import DATA, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
-from txvaurien.protocols._ownmethods import ownMethods
 from txvaurien.protocols._mysqlpg import (
-    HOT_METHODS,
     PREFIX,
-    SessionBase,
     SQLState,
     UnitFramer,
     int32be,
     remember,
     sqlVerb,
 )
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import ProtocolHandler, Session
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -155,7 +152,6 @@ def _cstring(data: bytes, pos: int, end: int) -> tuple[bytes | None, int]:
     return data[pos:nul], nul + 1
 
 
-@ownMethods(*HOT_METHODS)
 class FrontendFramer(UnitFramer):
     """
     Frames what the client sends: startup-phase messages, then requests
@@ -253,7 +249,6 @@ class FrontendFramer(UnitFramer):
         return None
 
 
-@ownMethods(*HOT_METHODS)
 class BackendFramer(UnitFramer):
     """
     Frames what the server sends: answers to SSLRequest and GSSENCRequest,
@@ -332,7 +327,7 @@ class BackendFramer(UnitFramer):
 
 
 @implementer(IProtocolSession)
-class PostgreSQLSession(SessionBase):
+class PostgreSQLSession(Session):
     """
     One PostgreSQL connection: its framers, the transaction status of the
     last ReadyForQuery and the errors the client will parse.
@@ -349,7 +344,7 @@ class PostgreSQLSession(SessionBase):
     handler: PostgreSQL
 
     def __init__(self, handler: PostgreSQL, connection: IConnection) -> None:
-        SessionBase.__init__(self, handler, connection)
+        Session.__init__(self, handler, connection)
         self.startup = True
         self.awaiting: bytes | None = None
         self.status = b"I"

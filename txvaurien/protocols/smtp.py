@@ -38,8 +38,7 @@ from txvaurien.frames import (
 )
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
-from txvaurien.protocols._textframing import CLOSE, UNFRAMED, MessageFramer, SwitchingSession
-from txvaurien.protocols.base import ProtocolHandler
+from txvaurien.protocols.base import Framer, ProtocolHandler, Session
 
 _log = logs.logger("txvaurien.protocols.smtp")
 
@@ -58,8 +57,8 @@ CLOSE_WAIT = 10.0
 _LINE = 0  # at the start of a line (command or reply)
 _BODY = 1  # message content after DATA, until <CRLF>.<CRLF>
 _CHUNK = 2  # BDAT chunk data; `remaining` bytes to go
-_CLOSE = CLOSE  # the current message goes on until the end of the stream
-_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
+_CLOSE = 100  # the current message goes on until the end of the stream
+_DATA = 101  # unframed: each chunk read is one DATA message
 
 _TERMINATOR = b"\r\n.\r\n"
 _BDAT = re.compile(rb"^BDAT[ \t]+(\d{1,18})(?:[ \t]+LAST)?[ \t]*\r?\n$", re.IGNORECASE)
@@ -94,17 +93,40 @@ def _verb(line: bytes) -> str:
     return word[:16].upper().decode("ascii", "replace")
 
 
-class _Framer(MessageFramer):
+class _Framer(Framer):
     """
     What both SMTP framers share.
     """
 
     protocolName = "SMTP"
+    lineLimit = LINE_LIMIT
     log = _log
 
     def __init__(self, session: SMTPSession) -> None:
-        MessageFramer.__init__(self, session)
+        Framer.__init__(self, session)
         self.state = _LINE
+
+    @property
+    def quiet(self) -> bool:
+        """
+        Whether the proxy may skip this framer: once the connection left
+        SMTP, the client's framer once it frames every chunk as it
+        comes and holds nothing, the backend's at once (what it still
+        frames runs until the end of the stream, and no byte depends on
+        it).
+        """
+        if self.direction == DOWNSTREAM:
+            return bool(self.session.raw)
+        return bool(self.session.raw) and self.state == _DATA and not self.held
+
+    def finish(self) -> list[Frame]:
+        """
+        The stream ended: what was held is framed, an open message ends,
+        and requests still waiting get an empty response.
+        """
+        if self.message is not None:
+            self.state = _CLOSE
+        return Framer.finish(self)
 
 
 @implementer(IFramer)
@@ -150,9 +172,9 @@ class CommandFramer(_Framer):
         """
         if self.authNext:
             self.authNext = False
-            return self._newMessage(REQUEST, {"command": "AUTH", "continuation": True})
+            return self.openMessage(REQUEST, {"command": "AUTH", "continuation": True})
         verb = _verb(line)
-        message = self._newMessage(REQUEST, {"command": verb})
+        message = self.openMessage(REQUEST, {"command": verb})
         if verb == "DATA":
             # Until the backend refuses it, what follows is the content.
             self.state = _BODY
@@ -182,21 +204,21 @@ class CommandFramer(_Framer):
                 if self.session.switched or self.session.closing:
                     self.state = _DATA
                     continue
-                eol = data.find(b"\n", pos, pos + LINE_LIMIT)
+                eol = data.find(b"\n", pos, pos + self.lineLimit)
                 if eol < 0:
-                    if n - pos >= LINE_LIMIT:
-                        self._logInvalid("line longer than {} bytes".format(LINE_LIMIT))
+                    if n - pos >= self.lineLimit:
+                        self.logInvalid("line longer than {} bytes".format(self.lineLimit))
                         self.state = _DATA
                         continue
                     self.held = data[pos:]
                     return frames
                 end = eol + 1
                 self._command(data[pos:end])
-                self._emit(frames, data[pos:end], self.state != _CHUNK)
+                self.emit(frames, data[pos:end], self.state != _CHUNK)
                 pos = mark = end
             elif state == _BODY:
                 if self.message is None:
-                    self._newMessage(REQUEST, {"command": MESSAGE})
+                    self.openMessage(REQUEST, {"command": MESSAGE})
                     mark = pos
                 tail = self.tail
                 probe = tail + data[pos:pos + 4]
@@ -211,7 +233,7 @@ class CommandFramer(_Framer):
                     pos = n
                     break
                 self.state = _LINE
-                self._emit(frames, data[mark:end], True)
+                self.emit(frames, data[mark:end], True)
                 pos = mark = end
             elif state == _CHUNK:
                 take = min(self.remaining, n - pos)
@@ -219,16 +241,16 @@ class CommandFramer(_Framer):
                 pos += take
                 if not self.remaining:
                     self.state = _LINE
-                    self._emit(frames, data[mark:pos], True)
+                    self.emit(frames, data[mark:pos], True)
                     mark = pos
             elif state == _DATA:
-                frames.append(Frame(data[pos:], self._newMessage(DATA, {}), True, True))
+                frames.append(Frame(data[pos:], self.openMessage(DATA, {}), True, True))
                 self.message = None
                 pos = mark = n
             else:  # _CLOSE
                 pos = n
         if self.message is not None and pos > mark:
-            self._emit(frames, data[mark:pos], False)
+            self.emit(frames, data[mark:pos], False)
         return frames
 
 
@@ -257,26 +279,26 @@ class ReplyFramer(_Framer):
         self.greeted = False
 
     def _invalid(self, why: str) -> None:
-        self._logInvalid(why)
+        self.logInvalid(why)
         if self.message is None:
             sent = self.session.sent
             if sent:
-                self._newMessage(RESPONSE, {"invalid": why}, sent.popleft())
+                self.openMessage(RESPONSE, {"invalid": why}, sent.popleft())
             elif not self.greeted:
                 self.greeted = True
-                self._newMessage(GREETING, {"invalid": why})
+                self.openMessage(GREETING, {"invalid": why})
             else:
-                self._newMessage(DATA, {"invalid": why})
+                self.openMessage(DATA, {"invalid": why})
         self.state = _CLOSE
         self.session.switch()
 
     def _start(self, code: int) -> Message:
         if not self.greeted:
             self.greeted = True
-            return self._newMessage(GREETING, {"code": code})
+            return self.openMessage(GREETING, {"code": code})
         sent = self.session.sent
         request = sent.popleft() if sent else None
-        return self._newMessage(RESPONSE, {"code": code}, request)
+        return self.openMessage(RESPONSE, {"code": code}, request)
 
     def _replied(self, message: Message) -> bool:
         """
@@ -316,10 +338,10 @@ class ReplyFramer(_Framer):
             if self.state == _CLOSE:
                 pos = n
                 break
-            eol = data.find(b"\n", pos, pos + LINE_LIMIT)
+            eol = data.find(b"\n", pos, pos + self.lineLimit)
             if eol < 0:
-                if n - pos >= LINE_LIMIT:
-                    self._invalid("line longer than {} bytes".format(LINE_LIMIT))
+                if n - pos >= self.lineLimit:
+                    self._invalid("line longer than {} bytes".format(self.lineLimit))
                     continue
                 self.held = data[pos:]
                 break
@@ -338,10 +360,10 @@ class ReplyFramer(_Framer):
                     self.state = _CLOSE
                     pos = n
                     break
-                self._emit(frames, data[mark:pos], True)
+                self.emit(frames, data[mark:pos], True)
                 mark = pos
         if self.message is not None and pos > mark:
-            self._emit(frames, data[mark:pos], False)
+            self.emit(frames, data[mark:pos], False)
         return frames
 
     def finish(self) -> list[Frame]:
@@ -352,12 +374,11 @@ class ReplyFramer(_Framer):
             self._start(code if code is not None else 0)
             self.held = held
         frames = _Framer.finish(self)
-        self._answerAll(frames)
         return frames
 
 
 @implementer(IProtocolSession)
-class SMTPSession(SwitchingSession):
+class SMTPSession(Session):
     """
     One connection's SMTP: a L{CommandFramer} upstream, a L{ReplyFramer}
     downstream, and the commands the backend was sent and has not answered
@@ -374,7 +395,7 @@ class SMTPSession(SwitchingSession):
     handler: "SMTP"
 
     def __init__(self, handler: "SMTP", connection: IConnection) -> None:
-        SwitchingSession.__init__(self, handler, connection)
+        Session.__init__(self, handler, connection)
         self.closing = False
         self.upstream = CommandFramer(self)
         self.downstream = ReplyFramer(self)

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txvaurien.protocols import _httpframing, _httpheads, memcache, mysql, postgresql
 from txvaurien.protocols._mysqlpg import HOT_METHODS
-from txvaurien.protocols._ownmethods import ownMethods
+from txvaurien.protocols._ownmethods import HotMethods, ownMethods
 
 
 class _Base:
@@ -119,6 +119,60 @@ class OwnMethodsTests(SynchronousTestCase):
             self.assertEqual(str(error), "Child.{} is not a plain function".format(name))
 
 
+class HotMethodsTests(SynchronousTestCase):
+    """
+    Tests for L{HotMethods}.
+    """
+
+    def test_listsOfEveryBaseAddUp(self) -> None:
+        """
+        A subclass gets its own copy of what any of its bases lists in
+        C{hot}, and of what it lists itself, once it is defined.
+        """
+
+        class Root(HotMethods):
+            hot = ("scale",)
+
+            def scale(self) -> int:
+                return 1
+
+            def kind(self) -> str:
+                return "root"
+
+        class Middle(Root):
+            hot = ("kind",)
+
+        class Leaf(Middle):
+            pass
+
+        self.assertIsNot(Leaf.scale.__code__, Root.scale.__code__)
+        self.assertIsNot(Leaf.kind.__code__, Middle.kind.__code__)
+        self.assertIsNot(Middle.scale.__code__, Root.scale.__code__)
+        self.assertEqual((Leaf().scale(), Leaf().kind()), (1, "root"))
+
+    def test_notAFunction(self) -> None:
+        """
+        A name listed in C{hot} that is not a plain function is a
+        L{TypeError} when the subclass is defined.
+        """
+
+        class Root(HotMethods):
+            hot = ("missing",)
+
+            def missing(self) -> None:
+                pass
+
+        def define() -> None:
+            class Child(Root):
+                missing = None  # type: ignore[assignment]
+
+            class Grandchild(Child):
+                pass
+
+        error = self.assertRaises(TypeError, define)
+        self.assertEqual(str(error), "Grandchild.missing is not a plain function")
+
+
 class FramersOwnMethodsTests(SynchronousTestCase):
     """
     The framers that a connection feeds in turns have their own copies of
@@ -138,7 +192,7 @@ class FramersOwnMethodsTests(SynchronousTestCase):
         """
         self.assertOwnCopies(
             (_httpframing.RequestFramer, _httpframing.ResponseFramer),
-            ("feed", "_slowHead", "_emit", "_newMessage"))
+            ("feed", "_slowHead", "emit", "openMessage"))
         self.assertOwnCopies(
             (_httpheads.RequestHead, _httpheads.Head),
             ("on_url", "on_header", "on_headers_complete"))
