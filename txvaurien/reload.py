@@ -75,12 +75,13 @@ class ReloadingService(MultiService):
         self._previous: dict[int, Any] = {}
 
     def startService(self) -> None:
+        # Before the children start: once they have logged that they
+        # listen, a signal must find its handler.
+        if self.signals and threading.current_thread() is threading.main_thread():
+            self._install(signal.SIGHUP, self._onHangUp)
+            if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+                self._install(signal.SIGUSR1, self._onUser1)
         MultiService.startService(self)
-        if not self.signals or threading.current_thread() is not threading.main_thread():
-            return
-        self._install(signal.SIGHUP, self._onHangUp)
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            self._install(signal.SIGUSR1, self._onUser1)
 
     def stopService(self) -> Any:
         for number, handler in self._previous.items():
