@@ -1,3 +1,4 @@
+# -*- test-case-name: txvaurien.test.test_service -*-
 """
 A chaos proxy as a L{twisted.application.service.IService}, for twistd
 and for embedding in an existing Twisted application::
@@ -13,170 +14,139 @@ and for embedding in an existing Twisted application::
         behavior_options={"delay": {"sleep": 0.5}},
     ).setServiceParent(parent)
 
-The keyword arguments are the command-line options (C{txvaurien.tap}),
+The keyword arguments are the command-line options (L{txvaurien.config.CORE}),
 with underscores for dashes, checked exactly as the command line checks
-them.
+them; a bad one raises L{txvaurien.config.ConfigurationError}.
+
+L{buildService} makes the whole service tree of a
+L{txvaurien.config.Configuration}: the proxy, the demo backend, the proxy
+manager and the control server.  C{twistd vaurien} uses it too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.endpoints import serverFromString
+from twisted.application.service import MultiService
 
-from txvaurien import logs
+from txvaurien import endpoints, logs
+from txvaurien.config import Configuration, fromValues
+from txvaurien.control.manager import ProxyDefaults, ProxyManager
+from txvaurien.control.server import ControlService, buildSite
+from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.proxy import ProxyServerFactory
+from txvaurien.proxyservice import ProxyService, _pinPort, listenBacklog
+from txvaurien.randomness import RandomSource
 
-_log = logs.logger("txvaurien.service")
+__all__ = [
+    "ProxyService", "_pinPort", "listenBacklog", "buildService", "makeProxyService",
+]
 
 
-class ProxyService(Service):
+def buildService(
+    configuration: Configuration, reactor: Any, parent: MultiService | None = None
+) -> MultiService:
     """
-    Listens on endpoints with a L{ProxyServerFactory}; on stop, stops
-    listening, lets live connections finish for C{grace} seconds, then
-    closes them.
+    The service tree of a configuration.
 
-    @ivar factory: the L{ProxyServerFactory}.
-    @ivar listen: endpoint strings to listen on.
-    @ivar ports: the listening ports, once started.
+    @param parent: the service to add the children to; a new
+        L{MultiService} by default.
+
+    Its children, by name: C{demo} (with C{--backend demo}), C{proxy} (the
+    L{ProxyService} C{--backend} describes), C{proxies} (the
+    L{ProxyManager}, with C{--http} or a JSON configuration) and
+    C{control} (the control server, with C{--http}; last, so that it
+    starts once every proxy listens and stops first).
     """
-
-    def __init__(
-        self,
-        factory: ProxyServerFactory,
-        listen: list[str],
-        reactor: Any,
-        grace: float = 5.0,
-    ) -> None:
-        self.factory = factory
-        self.listen = list(listen)
-        self.reactor = reactor
-        self.grace = grace
-        self.ports: list[Any] = []
-
-    exitOnListenFailure = False
-
-    #: Whether the proxy listens when the service starts.  The control API
-    #: keeps a disabled proxy (Toxiproxy's C{"enabled": false}) in the
-    #: service tree without a port.
-    enabled = True
-
-    def startService(self) -> None:
-        """
-        Listen on every endpoint, if L{enabled}.  A failure to listen that
-        is known at once (address in use) is raised, so that twistd exits.
-        """
-        Service.startService(self)
-        if not self.enabled:
-            return
-        try:
-            self.startListening()
-        except Exception as e:
-            if not self.exitOnListenFailure:
-                raise
-            _log.critical("{error}", error=str(e))
-            raise SystemExit("txvaurien: {}".format(e))
-
-    def startListening(self) -> None:
-        """
-        Listen on every endpoint (again).  An endpoint first given with
-        port 0 listens on the port it was given then.
-
-        @raise Exception: the first failure known at once.
-        """
-        for index, description in enumerate(self.listen):
-            endpoint = serverFromString(self.reactor, description)
-            d = endpoint.listen(self.factory)
-            failures: list[Any] = []
-            d.addCallbacks(self._listening, failures.append, callbackArgs=(index,))
-            if failures:
-                failures[0].raiseException()
-
-    def stopListening(self) -> Deferred:
-        """
-        Stop accepting connections; live ones go on.
-
-        @return: a L{Deferred} that fires when every port is closed.
-        """
-        ports, self.ports = self.ports, []
-        return DeferredList(
-            [maybeDeferred(port.stopListening) for port in ports], consumeErrors=True
+    core = configuration.core
+    logs.setLevel(core["log_level"])
+    if parent is None:
+        parent = MultiService()
+    random = RandomSource(core["seed"])
+    proxy: ProxyService | None = None
+    if core["backend"] is not None:
+        backendText = core["backend"].strip()
+        if backendText == "demo":
+            demo = DemoService(reactor)
+            demo.setServiceParent(parent)
+            backend: Any = DemoBackend(reactor, demo)
+        else:
+            backend = endpoints.parseBackend(reactor, backendText)
+        factory = ProxyServerFactory(
+            backend,
+            configuration.handler,
+            configuration.table,
+            reactor,
+            random,
+            connectTimeout=core["timeout"],
+            idleTimeout=core["idle_timeout"] or None,
+            splice=core["splice"],
         )
-
-    def _listening(self, port: Any, index: int) -> Any:
-        self.ports.append(port)
-        host = port.getHost()
-        self.listen[index] = _pinPort(self.listen[index], getattr(host, "port", None))
-        address = (
-            "{}:{}".format(host.host, host.port)
-            if hasattr(host, "port")
-            else getattr(host, "name", str(host))
-        )
-        _log.info(
-            "Proxy {proxy} listening on {address}, forwarding to {backend} "
-            "(protocol {protocol}, behavior {behavior}, seed {seed})",
-            proxy=self.factory.name,
-            address=address,
-            backend=self.factory.backend.description,
-            protocol=self.factory.handler.name,
-            behavior=self.factory.table.describe(),
-            seed=self.factory.random.seed,
-        )
-        hint = getattr(self.factory.backend, "hint", None)
-        if hint:
-            _log.info(hint, address=address)
-        return port
-
-    @property
-    def addresses(self) -> list[Any]:
-        """
-        The addresses listened on (L{IAddress}), once started.
-        """
-        return [port.getHost() for port in self.ports]
-
-    def stopService(self) -> Deferred:
-        """
-        Stop listening, then drain live connections.
-        """
-        Service.stopService(self)
-        stopped = self.stopListening()
-        stopped.addCallback(lambda _: self.factory.drain(self.grace))
-        return stopped
+        proxy = ProxyService(
+            factory, core["proxy"], reactor, core["shutdown_grace"], core["backlog"])
+        proxy.exitOnListenFailure = True
+        proxy.setName("proxy")
+        proxy.setServiceParent(parent)
+    if core["http"] or configuration.proxies:
+        _controlPlane(configuration, reactor, parent, proxy, random)
+    return parent
 
 
-def _pinPort(description: str, port: int | None) -> str:
+def _controlPlane(
+    configuration: Configuration,
+    reactor: Any,
+    parent: MultiService,
+    proxy: ProxyService | None,
+    random: RandomSource,
+) -> None:
     """
-    C{description} with a TCP port 0 replaced by C{port}.
+    Add the proxy manager (with the proxies of a JSON configuration) and,
+    with C{--http}, the control server, to C{parent}.
     """
-    if port is None:
-        return description
-    kind, sep, rest = description.partition(":")
-    if kind not in ("tcp", "tcp6") or not sep:
-        return description
-    parts = rest.split(":")
-    for i, part in enumerate(parts):
-        if i == 0 and part == "0":
-            parts[i] = str(port)
-        elif part == "port=0":
-            parts[i] = "port={}".format(port)
-    return kind + ":" + ":".join(parts)
+    core = configuration.core
+    manager = ProxyManager(ProxyDefaults(
+        reactor,
+        configuration.registry,
+        random,
+        connectTimeout=core["timeout"],
+        idleTimeout=core["idle_timeout"] or None,
+        splice=core["splice"],
+        grace=core["shutdown_grace"],
+        backlog=core["backlog"],
+    ))
+    manager.setName("proxies")
+    if proxy is not None:
+        manager.adopt(proxy, core["backend"].strip())
+    for spec in configuration.proxies:
+        manager.create(spec, exitOnListenFailure=True)
+    manager.setServiceParent(parent)
+    if core["http"]:
+        site = buildSite(
+            manager, core["http_token"], core["http_allow_browsers"],
+            requestTimeout=core["http_request_timeout"],
+            idleTimeout=core["http_idle_timeout"])
+        control = ControlService(
+            site, configuration.httpListen or "", reactor, backlog=core["backlog"])
+        control.setName("control")
+        control.setServiceParent(parent)
 
 
-def makeProxyService(reactor: Any = None, **values: Any) -> Any:
+def makeProxyService(reactor: Any = None, **values: Any) -> MultiService:
     """
     Build the service C{twistd vaurien} would build from the same options.
 
     @param values: command-line options with underscores for dashes
         (C{backend}, C{proxy} as a list, C{behavior}, C{protocol},
         C{timeout}, ...), plus C{behavior_options} and C{protocol_options}
-        mapping a plugin name to its option values.
-    @raise twisted.python.usage.UsageError: for any invalid value.
-    @return: an L{IService} (a L{MultiService} holding the proxy).
+        mapping a plugin name to its option values, and C{config}, a
+        configuration file.
+    @param reactor: the reactor; the global one by default.
+    @raise txvaurien.config.ConfigurationError: for any invalid value (a
+        L{ValueError}).
+    @return: a L{MultiService} holding the proxy (named C{"proxy"}).
     """
-    from txvaurien import tap
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
 
-    config = tap.Options()
-    config.parseValues(values)
-    return tap.makeService(config, reactor)
+        reactor = globalReactor
+    return buildService(fromValues(values, reactor=reactor), reactor)

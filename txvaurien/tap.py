@@ -10,115 +10,30 @@ which wins over the declared default.
 
 from __future__ import annotations
 
-import configparser
 from typing import Any, Mapping
 
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import endpoints, logs, options
-from txvaurien.demo import DemoBackend, DemoService
-from txvaurien.options import Choice, ListOf, Number, OptionError, String
-from txvaurien.proxy import ProxyServerFactory
-from txvaurien.randomness import RandomSource
+from txvaurien import config as _config
+from txvaurien import endpoints, limits, options
+from txvaurien.config import (
+    CORE,
+    DEFAULT_LISTEN,
+    ConfigError,
+    ConfigurationError,
+    readConfig,
+)
+from txvaurien.options import OptionError
 from txvaurien.registry import Registry, UnknownPlugin, defaultRegistry
-from txvaurien.service import ProxyService
-from txvaurien.table import CONNECTION, REQUEST, TableError, buildTable
+from txvaurien.table import TableError
 
-DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
-
-CORE: dict[str, tuple[str, Any, Any]] = {
-    "proxy": (
-        "Endpoint to listen on, repeatable: a Twisted endpoint string or "
-        "host:port",
-        ListOf(String(), nonEmpty=True),
-        [DEFAULT_LISTEN],
-    ),
-    "backend": (
-        "Where to forward: a client endpoint string (tcp:host=H:port=P, "
-        "unix:/path, tls:...), host:port, or 'demo' for the built-in demo "
-        "HTTP backend",
-        str,
-        None,
-    ),
-    "protocol": ("Protocol handler framing the traffic", str, "tcp"),
-    "behavior": (
-        "Behavior table: weighted behaviors such as 20:delay,10:error "
-        "(the rest of 100 is dummy); join behaviors with + to chain them",
-        str,
-        "100:dummy",
-    ),
-    "behavior_scope": (
-        "Choose behaviors per connection or per request (auto: per request "
-        "when the protocol frames requests)",
-        Choice("auto", CONNECTION, REQUEST),
-        "auto",
-    ),
-    "timeout": (
-        "Seconds to wait for the backend to accept a connection",
-        Number(float, 0, exclusiveMinimum=True),
-        30.0,
-    ),
-    "idle_timeout": (
-        "Close a connection after this many seconds without traffic (0: never)",
-        Number(float, 0),
-        0.0,
-    ),
-    "shutdown_grace": (
-        "On stop, seconds to let live connections finish before closing them",
-        Number(float, 0),
-        5.0,
-    ),
-    "seed": (
-        "Seed of all randomness, to repeat a run (default: drawn and logged)",
-        Number(int, 0),
-        None,
-    ),
-    "log_level": ("Least level logged", Choice(*logs.LEVELS), "info"),
-    "splice": (
-        "Forward untouched bytes with splice(2) inside the kernel (Linux)",
-        bool,
-        True,
-    ),
-    "http": (
-        "Serve the control API (Vaurien's and Toxiproxy's REST APIs and "
-        "Prometheus metrics); --backend becomes optional",
-        bool,
-        False,
-    ),
-    "http_host": ("Interface the control API listens on", str, "127.0.0.1"),
-    "http_port": (
-        "Port the control API listens on (Toxiproxy's is 8474)",
-        Number(int, 0, 65535),
-        8080,
-    ),
-    "http_endpoint": (
-        "Endpoint string for the control API, instead of --http-host and "
-        "--http-port (for example ssl:8443:privateKey=key.pem)",
-        str,
-        None,
-    ),
-    "http_token": (
-        "Require 'Authorization: Bearer TOKEN' on every control API request",
-        str,
-        None,
-    ),
-    "http_allow_browsers": (
-        "Serve control API requests from web browsers (User-Agent "
-        "Mozilla/...), refused by default so that web pages cannot drive it",
-        bool,
-        False,
-    ),
-}
+__all__ = [
+    "CORE", "DEFAULT_LISTEN", "ConfigError", "ConfigurationError", "readConfig",
+    "BaseOptions", "Options", "buildOptions", "makeService",
+]
 
 _SHORT = {"proxy": "p", "backend": "b"}
-
-
-class ConfigError(ValueError):
-    """
-    The configuration file is unreadable or invalid.
-    """
 
 
 def _coreParameters() -> tuple[list[list[Any]], list[list[Any]]]:
@@ -137,23 +52,6 @@ def _coreParameters() -> tuple[list[list[Any]], list[list[Any]]]:
                 "{} [{}] (default: {})".format(spec.description, spec.type.name, default),
             ])
     return parameters, flags
-
-
-def readConfig(path: str) -> dict[str, dict[str, str]]:
-    """
-    Read an INI file into section name to raw values.
-
-    @raise ConfigError: if it cannot be read or parsed.
-    """
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except OSError as e:
-        raise ConfigError("cannot read config file {!r}: {}".format(path, e.strerror))
-    except configparser.Error as e:
-        raise ConfigError("config file {!r}: {}".format(path, e))
-    return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
 class BaseOptions(usage.Options):
@@ -242,7 +140,7 @@ class BaseOptions(usage.Options):
     def postOptions(self) -> None:
         try:
             self._resolve()
-        except (OptionError, TableError, UnknownPlugin, ConfigError,
+        except (OptionError, TableError, UnknownPlugin, ConfigurationError,
                 endpoints.EndpointError) as e:
             raise usage.UsageError(str(e))
 
@@ -278,123 +176,37 @@ class BaseOptions(usage.Options):
                 values[option] = flag
         return core, plugins
 
-    def _fromConfig(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
-        path = self.get("config")
-        if not path or _isJSON(path):
-            return {}, {}
-        core: dict[str, Any] = {}
-        plugins: dict[tuple[str, str], dict[str, Any]] = {}
-        for section, values in readConfig(path).items():
-            where = "config file {!r} [{}]".format(path, section)
-            if section == "vaurien":
-                for key, value in values.items():
-                    name = key.replace("-", "_")
-                    if name not in CORE:
-                        raise ConfigError("{}: unknown key {!r}; known: {}".format(
-                            where, key, ", ".join(sorted(CORE))))
-                    if name == "proxy":
-                        value = ",".join(value.split())
-                    core[name] = value
-                continue
-            kind, colon, name = section.partition(":")
-            if not colon or kind not in ("behavior", "protocol") or not name.strip():
-                raise ConfigError(
-                    "{}: unknown section; use [vaurien], [behavior:NAME] or "
-                    "[protocol:NAME]".format(where))
-            plugins[(kind, name.strip())] = values
-        return core, plugins
-
     def _resolve(self) -> None:
+        """
+        Build the L{txvaurien.config.Configuration} of what was given, and
+        expose its values as options (C{self["timeout"]}, C{self.table},
+        C{self.handler}, C{self.proxiesConfig}).
+        """
         cliCore, cliPlugins = self._given()
-        fileCore, filePlugins = self._fromConfig()
-        core = options.validate(CORE, {})
-        core.update(options.validate(
-            CORE, fileCore, where="config file {!r} [vaurien] ".format(self.get("config")),
-            partial=True))
-        core.update(options.validate(
-            CORE, {k.replace("_", "-"): v for k, v in cliCore.items()}, where="--",
-            partial=True))
-        for key, value in core.items():
+        configuration = _config.resolve(
+            cliCore, cliPlugins, self.get("config"), self.registry, _reactor())
+        #: What the command line gave, resolved again with the
+        #: configuration file on C{SIGHUP}.
+        self.given = (cliCore, cliPlugins)
+        self.configuration = configuration
+        for key, value in configuration.core.items():
             self[key] = value
-        registry = self.registry
+        if configuration.httpListen is not None:
+            self["http_listen"] = configuration.httpListen
+        self.proxiesConfig: list[Any] = configuration.proxies
+        self.handler = configuration.handler
+        self.table = configuration.table
 
-        path = self.get("config")
-        self.proxiesConfig: list[Any] = []
-        if path and _isJSON(path):
-            from txvaurien.control.config import loadConfig
+    def reload(self) -> _config.Configuration:
+        """
+        Read the configuration file again, with the command line's values
+        still winning over it.
 
-            try:
-                self.proxiesConfig = loadConfig(_reactor(), registry, path)
-            except ValueError as e:
-                raise ConfigError(str(e))
-        if core["backend"] is None and (core["http"] or self.proxiesConfig):
-            for name in ("proxy", "protocol", "behavior", "behavior_scope"):
-                if name in cliCore or name in fileCore:
-                    raise OptionError(
-                        "--" + name.replace("_", "-"),
-                        "applies to the proxy --backend describes; without it, "
-                        "create proxies through the control API or a JSON --config")
-        if core["backend"] is None and not (core["http"] or self.proxiesConfig):
-            raise OptionError(
-                "--backend",
-                "required: an endpoint (tcp:host=127.0.0.1:port=6379), "
-                "host:port, or demo (optional with --http, which can start "
-                "a bare control server, or with a JSON --config)",
-            )
-        self["proxy"] = [endpoints.checkListen(_reactor(), p) for p in core["proxy"]]
-        if core["backend"] is not None and core["backend"].strip() != "demo":
-            endpoints.parseBackend(_reactor(), core["backend"])
-        if core["http"]:
-            from txvaurien.control.server import controlEndpoint
-
-            self["http_listen"] = controlEndpoint(
-                core["http_host"], core["http_port"], core["http_endpoint"])
-            try:
-                serverFromString(_reactor(), self["http_listen"])
-            except Exception as e:
-                raise OptionError(
-                    "--http-endpoint" if core["http_endpoint"] else "--http-host",
-                    "cannot listen on {!r}: {}".format(
-                        self["http_listen"], e or type(e).__name__))
-
-        pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
-        for plugin in set(filePlugins) | set(cliPlugins):
-            pluginValues[plugin] = {
-                **filePlugins.get(plugin, {}), **cliPlugins.get(plugin, {})}
-
-        behaviorSettings: dict[str, dict[str, Any]] = {}
-        for (kind, name), values in pluginValues.items():
-            plugin = (registry.behaviors if kind == "behavior" else registry.protocols).get(name)
-            checked = options.validate(
-                plugin, values, where="{} {} option ".format(kind, name), partial=True)
-            if kind == "behavior":
-                behaviorSettings[plugin.name] = checked
-                behaviorSettings[name] = checked
-
-        template = registry.protocols.get(core["protocol"])
-        protocolValues = pluginValues.get(("protocol", core["protocol"]), {})
-        self.handler = template.configure(options.validate(
-            template, protocolValues,
-            where="protocol {} option ".format(template.name)))
-
-        scope = core["behavior_scope"]
-        if scope == "auto":
-            scope = REQUEST if self.handler.framesRequests else CONNECTION
-        elif scope == REQUEST and not self.handler.framesRequests:
-            raise OptionError(
-                "--behavior-scope",
-                "protocol {} does not frame requests; use connection".format(
-                    self.handler.name))
-        self["behavior_scope"] = scope
-        self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
-
-
-def _isJSON(path: str) -> bool:
-    """
-    Whether a C{--config} file is a Toxiproxy-style JSON proxy list rather
-    than an INI file.
-    """
-    return path.lower().endswith(".json")
+        @raise txvaurien.config.ConfigurationError: if it is now invalid.
+        """
+        cliCore, cliPlugins = self.given
+        return _config.resolve(
+            cliCore, cliPlugins, self.get("config"), self.registry, _reactor())
 
 
 def _reactor() -> Any:
@@ -403,7 +215,9 @@ def _reactor() -> Any:
     return reactor
 
 
-def buildOptions(registry: Registry | None = None) -> type[BaseOptions]:
+def buildOptions(
+    registry: Registry | None = None, base: type[BaseOptions] | None = None
+) -> type[BaseOptions]:
     """
     The C{Options} class for C{registry}'s plugins: the core options plus
     C{--behavior-NAME-OPTION} and C{--protocol-NAME-OPTION} for every
@@ -421,7 +235,7 @@ def buildOptions(registry: Registry | None = None) -> type[BaseOptions]:
             index[long] = (kind, name, option, flag)
     return type(
         "Options",
-        (BaseOptions,),
+        (base or BaseOptions,),
         {
             "optParameters": parameters,
             "optFlags": flags,
@@ -432,82 +246,48 @@ def buildOptions(registry: Registry | None = None) -> type[BaseOptions]:
     )
 
 
-Options = buildOptions()
+class Options(BaseOptions):
+    """
+    Options of C{twistd vaurien}: the core options and one per option of
+    every plugin the process knows.
+
+    The plugins are discovered when the options are first made (twistd
+    makes them to parse a command line), not when this module is
+    imported: listing twistd's commands stays cheap, and plugins
+    installed after import are found.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        made: type[BaseOptions] = _defaultOptions() if cls is Options else cls
+        return BaseOptions.__new__(made)
+
+
+_defaultClass: list[type[BaseOptions]] = []
+
+
+def _defaultOptions() -> type[BaseOptions]:
+    """
+    The L{Options} class for the process-wide registry, made on first use.
+    """
+    if not _defaultClass:
+        _defaultClass.append(buildOptions(defaultRegistry(), Options))
+    return _defaultClass[0]
 
 
 def makeService(config: Any, reactor: Any = None) -> MultiService:
     """
-    Build the proxy service from parsed L{Options}.
+    Build the proxy service from parsed L{Options}: the service tree of
+    their configuration (L{txvaurien.service.buildService}), after raising
+    the open-file limit, plus the service that reloads the configuration
+    on C{SIGHUP} and reopens the log on C{SIGUSR1}.
 
     @param reactor: the reactor to use; the global one by default.
     """
     if reactor is None:
         reactor = _reactor()
-    logs.setLevel(config["log_level"])
-    parent = MultiService()
-    random = RandomSource(config["seed"])
-    proxy: ProxyService | None = None
-    if config["backend"] is not None:
-        backendText = config["backend"].strip()
-        if backendText == "demo":
-            demo = DemoService(reactor)
-            demo.setServiceParent(parent)
-            backend: Any = DemoBackend(reactor, demo)
-        else:
-            backend = endpoints.parseBackend(reactor, backendText)
-        factory = ProxyServerFactory(
-            backend,
-            config.handler,
-            config.table,
-            reactor,
-            random,
-            connectTimeout=config["timeout"],
-            idleTimeout=config["idle_timeout"] or None,
-            splice=config["splice"],
-        )
-        proxy = ProxyService(factory, config["proxy"], reactor, config["shutdown_grace"])
-        proxy.exitOnListenFailure = True
-        proxy.setName("proxy")
-        proxy.setServiceParent(parent)
-    proxiesConfig = getattr(config, "proxiesConfig", [])
-    if config.get("http") or proxiesConfig:
-        _controlPlane(config, reactor, parent, proxy, random, proxiesConfig)
-    return parent
+    from txvaurien.reload import ReloadingService
+    from txvaurien.service import buildService
 
-
-def _controlPlane(
-    config: Any,
-    reactor: Any,
-    parent: MultiService,
-    proxy: ProxyService | None,
-    random: RandomSource,
-    proxiesConfig: list[Any],
-) -> None:
-    """
-    Add the proxy manager (with the proxies of a JSON C{--config}) and, with
-    C{--http}, the control server, to C{parent}.  The control server is
-    added last, so it starts once every proxy listens and stops first.
-    """
-    from txvaurien.control.manager import ProxyDefaults, ProxyManager
-    from txvaurien.control.server import ControlService, buildSite
-
-    manager = ProxyManager(ProxyDefaults(
-        reactor,
-        config.registry,
-        random,
-        connectTimeout=config["timeout"],
-        idleTimeout=config["idle_timeout"] or None,
-        splice=config["splice"],
-        grace=config["shutdown_grace"],
-    ))
-    manager.setName("proxies")
-    if proxy is not None:
-        manager.adopt(proxy, config["backend"].strip())
-    for spec in proxiesConfig:
-        manager.create(spec, exitOnListenFailure=True)
-    manager.setServiceParent(parent)
-    if config.get("http"):
-        site = buildSite(manager, config["http_token"], config["http_allow_browsers"])
-        control = ControlService(site, config["http_listen"], reactor)
-        control.setName("control")
-        control.setServiceParent(parent)
+    limits.raiseOpenFileLimit()
+    parent = ReloadingService(config.configuration, config.reload, reactor)
+    return buildService(config.configuration, reactor, parent)

@@ -38,12 +38,11 @@ from txvaurien.control.config import (
     checkUpstream,
     listenDescription,
 )
-from txvaurien.control.jsonio import goField
 from txvaurien.control.toxics import Toxic, updateToxic
 from txvaurien.proxy import ProxyServerFactory
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry, UnknownPlugin
-from txvaurien.service import ProxyService
+from txvaurien.proxyservice import ProxyService
 from txvaurien.table import CONNECTION, BehaviorTable, TableError, buildTable, parseSpec
 
 _log = logs.logger("txvaurien.control")
@@ -64,6 +63,7 @@ class ProxyDefaults:
         idleTimeout: float | None = None,
         splice: bool = True,
         grace: float = 5.0,
+        backlog: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.registry = registry
@@ -72,6 +72,7 @@ class ProxyDefaults:
         self.idleTimeout = idleTimeout
         self.splice = splice
         self.grace = grace
+        self.backlog = backlog
 
 
 def addressText(address: Any) -> str:
@@ -285,7 +286,7 @@ class ProxyManager(MultiService):
             checkUpstream(d.reactor, spec.upstream), handler, base, d.reactor, d.random,
             name=spec.name, connectTimeout=d.connectTimeout, idleTimeout=d.idleTimeout,
             splice=d.splice)
-        service = ProxyService(factory, [spec.description], d.reactor, d.grace)
+        service = ProxyService(factory, [spec.description], d.reactor, d.grace, d.backlog)
         service.exitOnListenFailure = exitOnListenFailure
         service.enabled = False
         proxy = ManagedProxy(spec.name, service, spec.upstream, spec.listen, base)
@@ -345,22 +346,26 @@ class ProxyManager(MultiService):
         return self._stop(proxy).addCallback(lambda _: proxy)
 
     @inlineCallbacks
-    def update(self, name: str, body: Any) -> Any:
+    def update(
+        self,
+        name: str,
+        listen: str | None = None,
+        upstream: str | None = None,
+        enabled: bool | None = None,
+    ) -> Any:
         """
-        Apply a C{POST}/C{PATCH /proxies/NAME} body: a new C{listen} or
+        Change a proxy (C{POST}/C{PATCH /proxies/NAME}): a new C{listen} or
         C{upstream} restarts the proxy (closing its connections), as in
-        Toxiproxy; C{enabled} binds or unbinds it.
+        Toxiproxy; C{enabled} binds or unbinds it.  L{None} leaves a value
+        as it is.
+
+        @raise txvaurien.control.errors.ApiError: 404 for an unknown
+            proxy, 400 for a bad address.
         """
         proxy = self.get(name)
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise errors.badBody(
-                "json: cannot unmarshal {} into Go value of type toxiproxy.Proxy".format(
-                    "array" if isinstance(body, list) else "value"))
-        listen = _field(body, "listen", str, "string", proxy.listen)
-        upstream = _field(body, "upstream", str, "string", proxy.upstream)
-        enabled = _field(body, "enabled", bool, "bool", proxy.enabled)
+        listen = proxy.listen if listen is None else listen
+        upstream = proxy.upstream if upstream is None else upstream
+        enabled = proxy.enabled if enabled is None else enabled
         if listen != proxy.listen or upstream != proxy.upstream:
             description = listenDescription(self.defaults.reactor, listen)
             backend = checkUpstream(self.defaults.reactor, upstream)
@@ -568,15 +573,6 @@ class ProxyManager(MultiService):
         proxy.upstream = backend.strip()
         _log.info("Proxy {proxy}: backend set to {backend}",
                   proxy=proxy.name, backend=proxy.upstream)
-
-
-def _field(body: dict[str, Any], name: str, kind: type, goType: str, default: Any) -> Any:
-    found, value = goField(body, name)
-    if not found or value is None:
-        return default
-    if not isinstance(value, kind):
-        raise errors.typeMismatch(value, "Proxy", name, goType)
-    return value
 
 
 def baseOptions(proxy: ManagedProxy) -> dict[str, Any]:

@@ -10,10 +10,13 @@ Every request goes through, in order:
      (as Toxiproxy does, so that a web page cannot drive the API from a
      browser), unless browsers are allowed;
   2. with a token configured, a request without C{Authorization: Bearer
-     TOKEN} is refused with C{401};
-  3. a body over L{MAX_BODY} bytes is refused with C{413}; it is read and
-     thrown away rather than kept, and a client that goes on sending far
-     beyond the limit is disconnected;
+     TOKEN} is refused with C{401} (the scheme's name is matched without
+     regard to case, as RFC 7235 says);
+  3. a body over L{MAX_BODY} bytes is refused with C{413}: at once when
+     its C{Content-Length} says so (L{txvaurien.control.channel}), and
+     otherwise (chunked) once it is read and thrown away rather than
+     kept; a client that goes on sending far beyond the limit is
+     disconnected;
   4. the route: an unknown path is C{404}, a known path with another
      method C{405}.
 """
@@ -33,6 +36,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from txvaurien import __version__, logs
+from txvaurien.control.channel import ControlChannel
 from txvaurien.control.errors import ApiError
 from txvaurien.control.jsonio import BodyError, goJSON, pyJSON
 
@@ -96,15 +100,41 @@ class ControlRequest(server.Request):
 
 class ControlSite(server.Site):
     """
-    The control API's site: L{ControlRequest}s, no tracebacks in replies,
-    each request logged at debug level.
+    The control API's site: L{ControlRequest}s on L{ControlChannel}s, no
+    tracebacks in replies, each request logged at debug level.
+
+    @ivar requestTimeout: seconds a client has to send a whole request.
+    @ivar lingering: the connections refused and not closed yet.
     """
 
     displayTracebacks = False
     noisy = False
+    protocol = ControlChannel  # type: ignore[assignment]
 
-    def __init__(self, resource: Resource, **kwargs: Any) -> None:
-        server.Site.__init__(self, resource, requestFactory=ControlRequest, **kwargs)
+    def __init__(
+        self,
+        resource: Resource,
+        requestTimeout: float | None = 10.0,
+        idleTimeout: float | None = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        server.Site.__init__(
+            self, resource, requestFactory=ControlRequest, timeout=idleTimeout, **kwargs)
+        self.requestTimeout = requestTimeout
+        self.lingering: set[Any] = set()
+
+    def closeLingering(self) -> None:
+        """
+        Close the connections that were refused and are still open.
+        """
+        for channel in list(self.lingering):
+            channel.closeNow()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = server.Site.buildProtocol(self, addr)
+        channel.requestTimeout = self.requestTimeout
+        channel.maximumBody = MAX_BODY
+        return channel
 
     def log(self, request: Any) -> None:
         _log.debug(
@@ -241,6 +271,22 @@ class Route:
         return values
 
 
+def _tooLarge() -> ApiError:
+    return ApiError("request body larger than {} bytes".format(MAX_BODY), 413, "body")
+
+
+def bearerMatches(header: bytes | None, token: str) -> bool:
+    """
+    Whether an C{Authorization} header carries C{token} in the C{Bearer}
+    scheme, whose name is case-insensitive (RFC 7235, section 2.1); the
+    token is compared in constant time.
+    """
+    scheme, _, given = (header or b"").strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(given.strip(), token.encode("utf-8"))
+
+
 def _requestId() -> str:
     return base64.b32encode(os.urandom(15)).decode("ascii").lower()[:20]
 
@@ -299,9 +345,7 @@ class ControlResource(Resource):
             return Reply(403, b"User agent not allowed\n", "text/plain; charset=utf-8",
                          {"X-Content-Type-Options": "nosniff"})
         if self.token is not None:
-            given = request.getHeader(b"authorization") or b""
-            expected = ("Bearer " + self.token).encode("utf-8")
-            if not hmac.compare_digest(given, expected):
+            if not bearerMatches(request.getHeader(b"authorization"), self.token):
                 reply = errorReply(
                     family,
                     ApiError("missing or invalid bearer token", 401, "Authorization",
@@ -309,9 +353,18 @@ class ControlResource(Resource):
                 reply.headers["WWW-Authenticate"] = 'Bearer realm="txvaurien"'
                 return reply
         if request.tooLarge:
-            return errorReply(family, ApiError(
-                "request body larger than {} bytes".format(MAX_BODY), 413, "body"))
+            return errorReply(family, _tooLarge())
         return None
+
+    def tooLarge(self, path: bytes) -> tuple[bytes, bytes]:
+        """
+        The body and content type of the C{413} for a request to C{path}
+        whose C{Content-Length} is over L{MAX_BODY}, in its API's form.
+        """
+        text = path.split(b"?", 1)[0].decode("utf-8", "replace")
+        family = self._familyOf([unquote(s) for s in text.lstrip("/").split("/")])
+        reply = errorReply(family, _tooLarge())
+        return reply.body, (reply.contentType or "text/plain").encode("ascii")
 
     def _route(self, request: Any, segments: list[str]) -> Any:
         method = request.method.decode("ascii", "replace").upper()

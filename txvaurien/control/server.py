@@ -18,6 +18,8 @@ from txvaurien.control.metrics import Metrics
 from txvaurien.control.resource import ControlResource, ControlSite
 from txvaurien.control.toxiproxy_api import ToxiproxyAPI
 from txvaurien.control.vaurien_api import VaurienAPI
+from txvaurien.limits import withBacklog
+from txvaurien.proxyservice import listenBacklog
 
 _log = logs.logger("txvaurien.control")
 
@@ -34,14 +36,24 @@ def controlEndpoint(host: str, port: int, endpoint: str | None = None) -> str:
 
 
 def buildSite(
-    manager: ProxyManager, token: str | None = None, allowBrowsers: bool = False
+    manager: ProxyManager,
+    token: str | None = None,
+    allowBrowsers: bool = False,
+    requestTimeout: float | None = 10.0,
+    idleTimeout: float | None = 60.0,
 ) -> ControlSite:
     """
     The web site of the control API for C{manager}'s proxies.
+
+    @param requestTimeout: seconds a client has to send a whole request
+        (C{--http-request-timeout}).
+    @param idleTimeout: seconds a connection may stay without a request
+        (C{--http-idle-timeout}).
     """
     metrics = Metrics(manager)
     routes = ToxiproxyAPI(manager, metrics).routes() + VaurienAPI(manager).routes()
-    site = ControlSite(ControlResource(routes, token, allowBrowsers))
+    site = ControlSite(
+        ControlResource(routes, token, allowBrowsers), requestTimeout, idleTimeout)
     site.metrics = metrics  # type: ignore[attr-defined]
     return site
 
@@ -52,19 +64,24 @@ class ControlService(Service):
     known at once exits twistd with a one-line reason.
 
     @ivar port: the listening port, once started.
+    @ivar backlog: the listen backlog, or L{None} for the system's maximum.
     """
 
-    def __init__(self, site: ControlSite, description: str, reactor: Any) -> None:
+    def __init__(
+        self, site: ControlSite, description: str, reactor: Any, backlog: int | None = None
+    ) -> None:
         self.site = site
         self.description = description
         self.reactor = reactor
+        self.backlog = backlog
         self.port: Any = None
 
     exitOnListenFailure = True
 
     def startService(self) -> None:
         Service.startService(self)
-        endpoint = serverFromString(self.reactor, self.description)
+        endpoint = serverFromString(
+            self.reactor, withBacklog(self.description, listenBacklog(self.backlog)))
         failures: list[Any] = []
         endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
         if failures:
@@ -90,6 +107,7 @@ class ControlService(Service):
 
     def stopService(self) -> Any:
         Service.stopService(self)
+        self.site.closeLingering()
         port, self.port = self.port, None
         if port is not None:
             return port.stopListening()

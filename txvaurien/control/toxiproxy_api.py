@@ -19,7 +19,7 @@ from typing import Any
 
 from txvaurien.control import errors
 from txvaurien.control.config import parseProxy, parseProxyList
-from txvaurien.control.jsonio import BodyError, decodeGo, goJSON
+from txvaurien.control.jsonio import BodyError, decodeGo, goField, goJSON
 from txvaurien.control.manager import ProxyManager
 from txvaurien.control.resource import TOXIPROXY, Reply, Route, goReply, readBody
 from txvaurien.control.toxics import buildToxic
@@ -115,7 +115,17 @@ class ToxiproxyAPI:
         manager = self.manager
         manager.get(name)
         body = _body(request)
-        d = manager.serialized(manager.update, name, body)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise errors.badBody(
+                "json: cannot unmarshal {} into Go value of type toxiproxy.Proxy".format(
+                    "array" if isinstance(body, list) else "value"))
+        d = manager.serialized(
+            manager.update, name,
+            goType(body, "listen", str, "string"),
+            goType(body, "upstream", str, "string"),
+            goType(body, "enabled", bool, "bool"))
         return d.addCallback(lambda proxy: goReply(proxy.asJSON()))
 
     def proxyDelete(self, request: Any, name: str) -> Any:
@@ -204,6 +214,23 @@ class ToxiproxyAPI:
         """
         body, contentType = self.metrics.render()
         return Reply(200, body, contentType)
+
+
+def goType(body: dict[str, Any], name: str, kind: type, goTypeName: str) -> Any:
+    """
+    A field of a C{toxiproxy.Proxy} JSON body checked as Go's decoder
+    checks it: matched case-insensitively, L{None} when missing or C{null},
+    and Go's error message for a value of another type.
+
+    @raise txvaurien.control.errors.ApiError: 400 for a value of the wrong
+        type.
+    """
+    found, value = goField(body, name)
+    if not found or value is None:
+        return None
+    if not isinstance(value, kind):
+        raise errors.typeMismatch(value, "Proxy", name, goTypeName)
+    return value
 
 
 def _populated(proxies: list[Any] | None, error: errors.ApiError | None) -> Reply:

@@ -17,6 +17,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
 from txvaurien.control.resource import MAX_BODY
+from txvaurien.test.rawhttp import RawClient, connectRaw
 from txvaurien.test.controlhelpers import Control, echoControl, pinger, roundTrip
 
 TOKEN = "s3cret-token"
@@ -71,7 +72,8 @@ class TokenTests(TestCase):
         with C{WWW-Authenticate}, in the error shape of its API.
         """
         for headers in [{}, {"Authorization": "Bearer wrong"},
-                        {"Authorization": TOKEN}, {"Authorization": "bearer " + TOKEN}]:
+                        {"Authorization": TOKEN}, {"Authorization": "Basic " + TOKEN},
+                        {"Authorization": "bearer wrong"}]:
             code, sent, content = yield self.control.request(
                 "GET", "/proxies", headers=headers)
             self.assertEqual((code, content), (
@@ -93,6 +95,21 @@ class TokenTests(TestCase):
         for path in ["/proxies", "/behavior", "/metrics", "/version"]:
             code, _, _ = yield self.control.request("GET", path, headers=AUTH)
             self.assertEqual(code, 200, path)
+
+    @defer.inlineCallbacks
+    def test_schemeCaseInsensitive(self) -> Generator[Any, Any, None]:
+        """
+        The C{Bearer} scheme's name is matched without regard to case (RFC
+        7235, section 2.1): C{bearer} and C{BEARER} with the right token
+        are served; the token itself is compared exactly.
+        """
+        for scheme in ["bearer", "BEARER", "bEaReR"]:
+            code, _, _ = yield self.control.request(
+                "GET", "/proxies", headers={"Authorization": scheme + " " + TOKEN})
+            self.assertEqual(code, 200, scheme)
+        code, _, _ = yield self.control.request(
+            "GET", "/proxies", headers={"Authorization": "Bearer " + TOKEN.upper()})
+        self.assertEqual(code, 401)
 
 
 class BrowserTests(TestCase):
@@ -167,10 +184,17 @@ class BodyLimitTests(TestCase):
         """
         A client that goes on sending far past the limit is disconnected
         instead of being read forever; the server serves the next client.
+        (Its C{Content-Length} says the body is too large, so it is first
+        answered C{413} at once; what it sends after is thrown away, up to
+        a bound, then the connection is cut.)
         """
-        yield self.assertFailure(
-            self.control.request("POST", "/proxies", raw=b" " * (17 * MAX_BODY)),
-            Exception)
+        client = RawClient(
+            b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+            % (17 * MAX_BODY), stream=17 * MAX_BODY)
+        yield connectRaw(self.control.port, client)
+        yield client.closed
+        self.assertTrue(client.answer.startswith(b"HTTP/1.1 413 "), client.answer[:80])
+        self.assertLess(client.sent, 17 * MAX_BODY)
         code, _, _ = yield self.control.request("GET", "/version")
         self.assertEqual(code, 200)
 

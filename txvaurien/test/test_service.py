@@ -15,6 +15,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
 
+from txvaurien.config import ConfigurationError
 from txvaurien.service import ProxyService, _pinPort, makeProxyService
 from txvaurien.test.servers import listenBackend
 
@@ -98,11 +99,15 @@ class EmbeddingTests(TestCase):
 
     def test_badValuesRefused(self) -> None:
         """
-        Keyword arguments are checked like the command line.
+        Keyword arguments are checked like the command line, and refused
+        with the library's own L{ConfigurationError} (a L{ValueError}), not
+        the command line's L{UsageError}.
         """
-        self.assertRaises(UsageError, makeProxyService, backend="h:1", timeout=0)
-        self.assertRaises(UsageError, makeProxyService, backend="h:1", behavior="101:dummy")
-        self.assertRaises(UsageError, makeProxyService, backend="h:1", bakend="h:2")
+        for values in [{"timeout": 0}, {"behavior": "101:dummy"}, {"bakend": "h:2"}]:
+            with self.assertRaises(ConfigurationError) as caught:
+                makeProxyService(backend="h:1", **values)
+            self.assertIsInstance(caught.exception, ValueError)
+            self.assertNotIsInstance(caught.exception, UsageError)
 
     @defer.inlineCallbacks
     def test_stopLetsConnectionsFinish(self) -> Generator[Any, Any, None]:
