@@ -378,7 +378,8 @@ class Run:
                 if self.results[target.name].get("halfClose"):
                     jobs.insert(1, ("uploadHalfClose", w.uploadHalfClose))
                 for key, f in jobs:
-                    meter = w.CPUMeter(target.pid)
+                    # socat's work is done by a child per connection.
+                    meter = w.CPUMeter(None if target.kind == "socat" else target.pid)
                     with meter:
                         seconds = self.attempt(target, key, lambda: f(target.address, n))
                     if seconds is None:
