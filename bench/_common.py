@@ -96,6 +96,18 @@ def twistd() -> str:
     return binary("twistd", "python3-twisted")
 
 
+def childEnv() -> dict[str, str]:
+    """
+    The environment of a C{twistd vaurien} child: this one, with the
+    repository's root first on C{PYTHONPATH}, so that the checkout's
+    C{txvaurien} and its twistd plugin are used even when the package is
+    not installed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
 def startVaurien(backendPort: int, log: str, args: list[str]) -> tuple[subprocess.Popen, int]:
     """
     Start C{twistd -n vaurien} with the C{dummy} behavior on a free port of
@@ -112,7 +124,7 @@ def startVaurien(backendPort: int, log: str, args: list[str]) -> tuple[subproces
              "--proxy", "tcp:{}:interface=127.0.0.1".format(port),
              "--backend", "tcp:host=127.0.0.1:port={}".format(backendPort),
              "--behavior", "100:dummy", "--log-level", "warn", *args],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=childEnv())
     try:
         waitForPort(port, process)
     except NotListening:

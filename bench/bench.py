@@ -34,17 +34,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _workloads as w  # noqa: E402
-from _common import NotListening, freePort, stop, waitForPort  # noqa: E402
+from _common import NotListening, childEnv, freePort, stop, waitForPort  # noqa: E402
+from _peers import haproxyCommand, socatCommand  # noqa: E402
+import _framed  # noqa: E402
+import _report  # noqa: E402
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
 START_TIMEOUT = 30.0
 
-BUILTIN = ("direct", "portforward", "txvaurien", "txvaurien-nosplice")
+BUILTIN = ("direct", "haproxy", "socat", "portforward", "txvaurien", "txvaurien-nosplice")
 CHECKED = ("txvaurien", "txvaurien-nosplice")
+#: Workloads a target kind does not take part in: socat forks a process per
+#: connection, so its parent's RSS says nothing of what a connection costs.
+SKIPS = {"socat": ("idle", "pressure")}
 # In this order: the memory workloads first, on fresh proxy processes,
 # since memory a proxy freed stays in its RSS and would hide later growth.
-WORKLOADS = ("pressure", "idle", "echo", "connect", "bulk")
+# The request/response groups (nginx, redis, the tiny backend) come last:
+# they start their own backends and proxies.
+WORKLOADS = ("pressure", "idle", "echo", "connect", "bulk", "framed")
 
 _T0 = time.monotonic()
 
@@ -131,7 +139,8 @@ class Target:
     One way to reach the backend: directly or through a proxy process.
 
     @ivar name: the column name.
-    @ivar kind: C{direct}, C{portforward} or C{vaurien}.
+    @ivar kind: C{direct}, C{haproxy}, C{socat}, C{portforward} or
+        C{vaurien}.
     @ivar args: extra command-line arguments of a C{vaurien} target.
     """
 
@@ -159,7 +168,12 @@ class Target:
             return
         self.port = freePort()
         listen = "tcp:{}:interface=127.0.0.1".format(self.port)
-        if self.kind == "portforward":
+        if self.kind == "haproxy":
+            command = haproxyCommand(workdir, self.name, self.port,
+                                     "127.0.0.1:{}".format(backendPort))
+        elif self.kind == "socat":
+            command = socatCommand(self.port, backendPort)
+        elif self.kind == "portforward":
             command = [twistd, "-n", "--pidfile=", "portforward", "--port", listen,
                        "--host", "127.0.0.1", "--dest_port", str(backendPort)]
         else:
@@ -172,6 +186,7 @@ class Target:
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=workdir, preexec_fn=_dieWithParent, start_new_session=True,
+                env=childEnv(),
             )
         self._waitReady()
 
@@ -189,6 +204,12 @@ class Target:
         except Exception as e:
             raise TargetError("{} listens but does not forward ({}):\n{}".format(
                 self.name, e, _tail(self.log)))
+
+    def takes(self, workload: str) -> bool:
+        """
+        Whether this target takes part in C{workload}.
+        """
+        return workload not in SKIPS.get(self.kind, ())
 
     def alive(self) -> bool:
         return self.kind == "direct" or (self.proc is not None and self.proc.poll() is None)
@@ -226,11 +247,12 @@ class Run:
         self.raw: dict[str, dict[str, list[Any]]] = {t.name: {} for t in targets}
         self.errors: dict[str, dict[str, str]] = {t.name: {} for t in targets}
         self.loadStart = " ".join("{:.2f}".format(x) for x in os.getloadavg())
+        self.framedResults: dict[str, Any] = {}
 
-    def live(self) -> list[Target]:
+    def live(self, workload: str = "") -> list[Target]:
         out = []
         for target in self.targets:
-            if target.failed:
+            if target.failed or not target.takes(workload):
                 continue
             if not target.alive():
                 assert target.proc is not None
@@ -257,7 +279,7 @@ class Run:
 
     def idle(self) -> None:
         count = self.opts.idle
-        for target in self.live():
+        for target in self.live("idle"):
             if target.pid is None:
                 continue
             pid = target.pid
@@ -290,7 +312,7 @@ class Run:
 
     def pressure(self) -> None:
         seconds, rate = self.opts.pressure_seconds, self.opts.pressure_rate
-        for target in self.live():
+        for target in self.live("pressure"):
             pid = target.pid
             if pid is None:
                 continue
@@ -356,7 +378,8 @@ class Run:
                 if self.results[target.name].get("halfClose"):
                     jobs.insert(1, ("uploadHalfClose", w.uploadHalfClose))
                 for key, f in jobs:
-                    meter = w.CPUMeter(target.pid)
+                    # socat's work is done by a child per connection.
+                    meter = w.CPUMeter(None if target.kind == "socat" else target.pid)
                     with meter:
                         seconds = self.attempt(target, key, lambda: f(target.address, n))
                     if seconds is None:
@@ -384,6 +407,9 @@ class Run:
             elif "uploadLengthMBps" in res:
                 res["uploadMBps"] = res["uploadLengthMBps"]
 
+    def framed(self) -> None:
+        self.framedResults = _framed.run(self.opts, progress)
+
     def derive(self) -> None:
         direct = self.results.get("direct", {})
         for name, res in self.results.items():
@@ -395,145 +421,6 @@ class Run:
                     res[key + "GrowthMiB"] = res[key]["growthKiB"] / 1024
             if "slowBackend" in res:
                 res["slowBackendQueuedMiB"] = res["slowBackend"]["queuedMiB"]
-
-
-# Report
-
-# key, label, unit, higher is better, format
-ROWS = [
-    ("halfClose", "half-close carried", "", None, None),
-    ("downloadMBps", "download", "MB/s", True, "{:.0f}"),
-    ("uploadMBps", "upload (half-close)", "MB/s", True, "{:.0f}"),
-    ("uploadLengthMBps", "upload (length-prefixed)", "MB/s", True, "{:.0f}"),
-    ("downloadCPU", "proxy CPU per GiB down", "s", False, "{:.2f}"),
-    ("uploadLengthCPU", "proxy CPU per GiB up", "s", False, "{:.2f}"),
-    ("rttP50", "echo RTT p50", "us", False, "{:.1f}"),
-    ("rttP99", "echo RTT p99", "us", False, "{:.1f}"),
-    ("addedP50", "added RTT p50", "us", False, "{:.1f}"),
-    ("addedP99", "added RTT p99", "us", False, "{:.1f}"),
-    ("connRate", "connections/s, 1 client", "/s", True, "{:.0f}"),
-    ("connRateParallel", "connections/s, {parallel} clients", "/s", True, "{:.0f}"),
-    ("rssPerConnKiB", "RSS per idle conn ({idle})", "KiB", False, "{:.2f}"),
-    ("slowClientGrowthMiB", "RSS growth, slow client", "MiB", False, "{:.2f}"),
-    ("slowBackendGrowthMiB", "RSS growth, slow backend", "MiB", False, "{:.2f}"),
-    ("slowBackendQueuedMiB", "queued in kernel+proxy, slow backend", "MiB", False, "{:.1f}"),
-]
-
-
-def _cell(res: dict[str, Any], key: str, fmt: str | None) -> str:
-    if key not in res:
-        return "-"
-    value = res[key]
-    if fmt is None:
-        return "yes" if value else "no"
-    text = fmt.format(value)
-    if key == "uploadMBps" and not res.get("halfClose", True):
-        text += "*"
-    return text
-
-
-def table(run: Run) -> str:
-    opts = run.opts
-    names = [t.name for t in run.targets]
-    ratios = [n for n in names if n not in ("direct", "portforward")] if "portforward" in names else []
-    header = ["workload"] + names + ["{}/portforward".format(n) for n in ratios]
-    rows = [header]
-    for key, label, unit, _better, fmt in ROWS:
-        label = label.format(parallel=opts.parallel, idle=opts.idle)
-        if unit:
-            label += " [{}]".format(unit)
-        row = [label] + [_cell(run.results[n], key, fmt) for n in names]
-        if all(c == "-" for c in row[1:]):
-            continue
-        base = run.results.get("portforward", {}).get(key)
-        for n in ratios:
-            value = run.results[n].get(key)
-            if fmt is None or value is None or base is None or base <= 0 or value < 0:
-                # A ratio of differences that may be negative means nothing.
-                row.append("-")
-            else:
-                row.append("{:.2f}x".format(value / base))
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(widths[j]) for j, c in enumerate(row) if j]
-        lines.append(" | ".join(cells))
-        if i == 0:
-            lines.append("-+-".join("-" * wd for wd in widths))
-    notes = []
-    if any(not run.results[n].get("halfClose", True) for n in names):
-        notes.append("* this target does not carry half-close: its upload is the "
-                     "length-prefixed variant (no shutdown(SHUT_WR)).")
-    notes.append("Load average (1/5/15 min) at the start: {}; at the end: {}; {} CPUs.".format(
-        run.loadStart, " ".join("{:.2f}".format(x) for x in os.getloadavg()), os.cpu_count()))
-    notes.append("Ratios are target/portforward (higher is better for MB/s and "
-                 "connections/s, lower for the rest).  Medians of {} interleaved rounds; "
-                 "{} per transfer.".format(opts.rounds, _size(opts.bytes)))
-    return "\n".join(lines + [""] + notes)
-
-
-def _size(n: int) -> str:
-    return "{:g} GiB".format(n / GiB) if n >= GiB else "{:g} MiB".format(n / MiB)
-
-
-def checks(run: Run) -> list[dict[str, Any]]:
-    """
-    The issue's targets, for each built-in txvaurien target.
-    """
-    out = []
-    pf = run.results.get("portforward", {})
-
-    def check(target: str, name: str, ok: bool | None, detail: str) -> None:
-        out.append({"target": target, "check": name,
-                    "result": "n/a" if ok is None else ("PASS" if ok else "FAIL"),
-                    "detail": detail})
-
-    for name in CHECKED:
-        if name not in run.results:
-            continue
-        res = run.results[name]
-        for key, what in (("downloadMBps", "download"), ("uploadMBps", "upload")):
-            if key in res and key in pf:
-                ratio = res[key] / pf[key]
-                check(name, "{} >= 1.5x portforward".format(what), ratio >= 1.5,
-                      "{:.0f} vs {:.0f} MB/s = {:.2f}x".format(res[key], pf[key], ratio))
-            else:
-                check(name, "{} >= 1.5x portforward".format(what), None, "not measured")
-        if "addedP50" in res and "addedP50" in pf:
-            check(name, "added RTT p50 <= portforward's", res["addedP50"] <= pf["addedP50"],
-                  "{:.1f} vs {:.1f} us".format(res["addedP50"], pf["addedP50"]))
-        else:
-            check(name, "added RTT p50 <= portforward's", None, "not measured")
-        if "rssPerConnKiB" in res and "rssPerConnKiB" in pf:
-            check(name, "RSS/conn <= portforward's + 2 KiB",
-                  res["rssPerConnKiB"] <= pf["rssPerConnKiB"] + 2,
-                  "{:.2f} vs {:.2f} KiB".format(res["rssPerConnKiB"], pf["rssPerConnKiB"]))
-        else:
-            check(name, "RSS/conn <= portforward's + 2 KiB", None, "not measured")
-        for key, what in (("slowClientGrowthMiB", "slow client"),
-                          ("slowBackendGrowthMiB", "slow backend")):
-            if key in res:
-                check(name, "RSS growth, {} <= 16 MiB".format(what), res[key] <= 16,
-                      "{:.2f} MiB".format(res[key]))
-            else:
-                check(name, "RSS growth, {} <= 16 MiB".format(what), None, "not measured")
-    return out
-
-
-def checkLines(found: list[dict[str, Any]]) -> str:
-    if not found:
-        return ""
-    width = max(len(c["check"]) for c in found) + 2
-    lines = ["Targets of the issue (they apply to txvaurien's default configuration; "
-             "the --no-splice path is checked for information):"]
-    current = None
-    for c in found:
-        if c["target"] != current:
-            current = c["target"]
-            lines.append("  {}:".format(current))
-        lines.append("    {:<{w}} {:<4}  {}".format(c["check"], c["result"], c["detail"], w=width))
-    return "\n".join(lines)
 
 
 # Command line
@@ -552,11 +439,12 @@ def parseTarget(text: str) -> Target:
 
 def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Benchmark txvaurien against a direct connection and "
-        "Twisted's portforward, on loopback.")
+        description="Benchmark txvaurien against a direct connection, haproxy, "
+        "socat and Twisted's portforward, on loopback, and the framing protocols "
+        "against nginx and redis-server.")
     p.add_argument("--quick", action="store_true",
-                   help="smaller run (~1-2 minutes): 128 MiB transfers, fewer round "
-                   "trips, shorter backpressure phases")
+                   help="smaller run (under 3 minutes): 128 MiB transfers, 2 rounds, "
+                   "fewer round trips and idle connections, shorter phases")
     p.add_argument("--target", action="append", type=parseTarget, default=[],
                    metavar="NAME='ARGS'",
                    help="add a txvaurien target with extra 'twistd vaurien' arguments, "
@@ -582,11 +470,22 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
                    "(default 4; quick 2)")
     p.add_argument("--parallel", type=int, default=4,
                    help="clients of the parallel connection-rate run (0: skip)")
-    p.add_argument("--idle", type=int, default=5000, help="idle connections for RSS/conn")
+    p.add_argument("--idle", type=int, help="idle connections for RSS/conn "
+                   "(default 5000; quick 1000)")
     p.add_argument("--pressure-seconds", type=float,
                    help="duration of each backpressure phase (default 10; quick 4)")
     p.add_argument("--pressure-rate", type=float, default=1e6,
                    help="bytes/s of the slow reader (default 1e6)")
+    p.add_argument("--wrk-seconds", type=float,
+                   help="seconds of each wrk run of the framed workload (default 10; "
+                   "quick 3)")
+    p.add_argument("--wrk-connections", type=int, default=10,
+                   help="wrk's keep-alive connections (one thread)")
+    p.add_argument("--redis-requests", type=int,
+                   help="requests of each redis-benchmark test (default 100000; "
+                   "quick 20000)")
+    p.add_argument("--redis-clients", type=int, default=20,
+                   help="redis-benchmark's clients (no pipelining)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON "
                    "('-': to stdout, and the table to stderr)")
     p.add_argument("--keep-logs", action="store_true",
@@ -599,7 +498,10 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
         "rounds": (3, 2),
         "rtt_count": (20000, 5000),
         "connect_seconds": (4.0, 2.0),
-        "pressure_seconds": (10.0, 4.0),
+        "pressure_seconds": (10.0, 3.0),
+        "idle": (5000, 1000),
+        "wrk_seconds": (10.0, 3.0),
+        "redis_requests": (100000, 20000),
     }
     for key, (full, quick) in defaults.items():
         if getattr(opts, key) is None:
@@ -646,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     if soft < 3 * opts.idle + 1000:
         progress("warning: RLIMIT_NOFILE is {}; {} idle connections need about {}".format(
             soft, opts.idle, 3 * opts.idle + 1000))
-    targets = [Target("direct", "direct"), Target("portforward", "portforward"),
+    targets = [Target("direct", "direct"), Target("haproxy", "haproxy"),
+               Target("socat", "socat"), Target("portforward", "portforward"),
                Target("txvaurien", "vaurien"),
                Target("txvaurien-nosplice", "vaurien", ["--no-splice"])]
     if opts.only:
@@ -703,8 +606,12 @@ def main(argv: list[str] | None = None) -> int:
             target.stop()
         backend.stop()
 
-    found = checks(run)
-    report = "\n\n".join(filter(None, [table(run), checkLines(found)]))
+    names = [t.name for t in run.targets]
+    found = _report.checks(run.results, run.framedResults, CHECKED)
+    report = "\n\n".join(filter(None, [
+        _report.table(opts, names, run.results, run.loadStart),
+        _report.framedTable(run.framedResults) if run.framedResults else "",
+        found.lines()]))
     died = {t.name: t.failed for t in run.targets if t.failed}
     problems = dict(failedStart, **died)
     if problems:
@@ -721,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
             "options": {k: v for k, v in vars(opts).items() if k != "target"},
             "targets": {t.name: {"kind": t.kind, "command": t.command} for t in run.targets},
             "results": run.results,
-            "checks": found,
+            "framed": run.framedResults,
+            "checks": found.found,
             "failed": problems,
             "errors": errors,
             "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg(),
@@ -739,8 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     if problems or errors:
         return 2
-    if opts.strict and any(c["result"] == "FAIL" and c["target"] == "txvaurien"
-                           for c in found):
+    if opts.strict and any(c["result"] == "MISS" and c["target"] != "txvaurien-nosplice"
+                           for c in found.found):
         return 1
     return 0
 

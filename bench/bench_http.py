@@ -137,13 +137,16 @@ def startBackend(kind: str) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def runWrk(port: int, duration: float, connections: int, threads: int) -> dict[str, Any]:
+def runWrk(port: int, duration: float, connections: int, threads: int,
+           path: str = "/") -> dict[str, Any]:
     """
-    Run wrk once against C{port}; return its requests/s and error counts.
+    Run wrk once against C{path} on C{port}; return its requests/s and
+    error counts.
     """
     out = subprocess.run(
         [binary("wrk", "wrk"), "-t", str(threads), "-c", str(connections),
-         "-d", "{}s".format(int(round(duration))), "http://127.0.0.1:{}/".format(port)],
+         "-d", "{}s".format(max(1, int(round(duration)))),
+         "http://127.0.0.1:{}{}".format(port, path)],
         check=True, capture_output=True, text=True, timeout=duration + 120).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     count = re.search(r"(\d+) requests in", out)

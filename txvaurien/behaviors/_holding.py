@@ -21,6 +21,21 @@ from txvaurien.interfaces import IStage
 #: subclass says otherwise.
 DEFAULT_HOLD = 1024 * 1024
 
+#: The most bytes one fault may hold, whatever its options say: the memory
+#: bound the core keeps for a slow reader (a proxy's RSS grows by at most
+#: 16 MiB however slowly a peer reads; see C{bench/bench.py}'s
+#: backpressure workloads).
+HOLD_BOUND = 16 * 1024 * 1024
+
+#: Room under L{HOLD_BOUND} for what a source delivers after it was paused
+#: (the rest of the read being handled: Twisted reads at most 64 KiB at a
+#: time; a slicer cuts a read into slices all at once).
+HOLD_HEADROOM = 1024 * 1024
+
+#: The highest L{HoldingFault.holdLimit} a fault gets: a larger limit asked
+#: for by a subclass is clamped to it.
+MAX_HOLD_LIMIT = HOLD_BOUND - HOLD_HEADROOM
+
 #: Seconds by which a timer may fire early through rounding: a frame due
 #: that close to now is due.
 SLACK = 1e-6
@@ -39,9 +54,11 @@ class HoldingFault(Fault):
     end of stream leaves once every held frame has left and the clock has
     reached the time L{eofDue} gives.
 
-    While it holds more than L{holdLimit} bytes the fault pauses its
-    source, and it resumes it once it holds no more than that, so memory
-    stays bounded however fast the source sends.
+    While it holds more than L{holdLimit} bytes (clamped to
+    L{MAX_HOLD_LIMIT}, whatever the subclass and its options ask for) the
+    fault pauses its source, and it resumes it once it holds no more than
+    that, so memory stays within L{HOLD_BOUND} however fast the source
+    sends and whatever the options say.
 
     On L{unlink} every held frame and a pending end of stream leave at
     once; on L{connectionLost} they are forgotten.  The fault owns one
@@ -70,9 +87,17 @@ class HoldingFault(Fault):
 
     def holdLimit(self) -> int:
         """
-        Bytes held beyond which the source is paused.
+        Bytes held beyond which the source is paused (before the clamp to
+        L{MAX_HOLD_LIMIT}).
         """
         return DEFAULT_HOLD
+
+    def pauseLimit(self) -> int:
+        """
+        Bytes held beyond which the source is paused: L{holdLimit}, at most
+        L{MAX_HOLD_LIMIT}.
+        """
+        return min(self.holdLimit(), MAX_HOLD_LIMIT)
 
     def eofDue(self, now: float) -> float:
         """
@@ -119,7 +144,7 @@ class HoldingFault(Fault):
             due = queue[-1][0]
         queue.append((due, frame))
         self.held += len(frame.data)
-        if not self.paused and self.held > self.holdLimit():
+        if not self.paused and self.held > self.pauseLimit():
             self.paused = True
             self.stage.pauseSource()
 
@@ -141,7 +166,7 @@ class HoldingFault(Fault):
         self.release(now)
         if self.lost:
             return
-        if self.paused and self.held <= self.holdLimit():
+        if self.paused and self.held <= self.pauseLimit():
             self.paused = False
             self.stage.resumeSource()
         if not self.queue and self.eofPending and self.eofAt <= now + SLACK:

@@ -5,7 +5,7 @@ The C{bandwidth} behavior: a slow link.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import HoldingFault, piece
+from txvaurien.behaviors._holding import MAX_HOLD_LIMIT, HoldingFault, piece
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
@@ -29,7 +29,7 @@ BACKLOG_CAP = 0.5
 #: L{MIN_HOLD} and L{MAX_HOLD} bytes.
 HOLD_SECONDS = 0.1
 MIN_HOLD = 64 * 1024
-MAX_HOLD = 16 * 1024 * 1024
+MAX_HOLD = MAX_HOLD_LIMIT
 
 # Rounding slack, in bytes, so that a bucket the timer filled to the exact
 # amount does not wait again for a rounding error.
@@ -135,7 +135,7 @@ class Bandwidth(Behavior):
     from 1 KB/s to 100 MB/s and beyond.
 
     While it holds more than 0.1 s of traffic (at least 64 KiB, at most
-    16 MiB) the source is paused, so a fast sender is slowed down rather
+    15 MiB) the source is paused, so a fast sender is slowed down rather
     than buffered.  A rate of 0 is refused (it would stall the connection
     for ever; use C{timeout} for that).  Under request scope each request
     and each response has a bucket of its own.  It acts downstream by

@@ -5,18 +5,18 @@ The C{latency} behavior: every frame arrives late.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import HoldingFault, faultRandom
+from txvaurien.behaviors._holding import MAX_HOLD_LIMIT, HoldingFault, faultRandom
 from txvaurien.behaviors.base import Behavior, logDecision
 from txvaurien.frames import DOWNSTREAM, Frame, Message
 from txvaurien.interfaces import IFault, IStage
 from txvaurien.options import Choice, Number
 
 #: Bytes one direction of one connection may hold before the source is
-#: paused.  A delayed stream keeps its throughput times its latency in
-#: flight, so this caps the throughput through C{latency} at this many
-#: bytes per delay (about 335 MB/s at 100 ms), and the memory a connection
-#: can take at twice this.
-LATENCY_HOLD = 32 * 1024 * 1024
+#: paused: the most any holding fault may (15 MiB, so that the memory stays
+#: within the core's 16 MiB bound).  A delayed stream keeps its throughput
+#: times its latency in flight, so this caps the throughput through
+#: C{latency} at this many bytes per delay (about 157 MB/s at 100 ms).
+LATENCY_HOLD = MAX_HOLD_LIMIT
 
 #: The shape of the C{pareto} distribution: with 2, the added delay's mean
 #: is C{jitter} and its variance is infinite (a heavy tail).
@@ -107,8 +107,8 @@ class Latency(Behavior):
     logged as a decision.
 
     A delayed stream keeps its throughput times its latency in flight.
-    Up to 32 MiB per direction of a connection are held, so at 100 ms the
-    throughput can reach about 335 MB/s; beyond that the source is paused
+    Up to 15 MiB per direction of a connection are held, so at 100 ms the
+    throughput can reach about 157 MB/s; beyond that the source is paused
     until frames have left (under request scope, the limit applies to each
     request and each response).  It acts downstream by default (responses
     are late), like Toxiproxy's toxics; C{direction=both} delays both ways.

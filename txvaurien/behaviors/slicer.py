@@ -5,7 +5,7 @@ The C{slicer} behavior: data arrives in small pieces.
 
 from __future__ import annotations
 
-from txvaurien.behaviors._holding import SLACK, HoldingFault, faultRandom, piece
+from txvaurien.behaviors._holding import HOLD_BOUND, SLACK, HoldingFault, faultRandom, piece
 from txvaurien.behaviors.base import Behavior, logDecision
 from txvaurien.frames import DOWNSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
@@ -13,6 +13,10 @@ from txvaurien.options import Number
 
 #: Bytes held before the source is paused (at least two slices).
 SLICER_HOLD = 1024 * 1024
+
+#: The largest slice size and size variation accepted: the most bytes a
+#: fault may hold (a slice is never held whole beyond it anyway).
+MAX_SLICE = HOLD_BOUND
 
 
 class SlicerFault(HoldingFault):
@@ -109,7 +113,9 @@ class Slicer(Behavior):
     C{delay} 0 the slices leave at once, and are only seen apart by the
     faults after this one.  Every size drawn is logged as a decision.
 
-    Up to 1 MiB is held before the source is paused.  Under request scope,
+    Up to 1 MiB, or two average slices, is held before the source is
+    paused, and never more than 15 MiB whatever the options (the slices
+    then go on in the next reads); sizes above 16 MiB are refused.  Under request scope,
     each request and each response is sliced on its own.  It acts
     downstream by default (clients get responses in pieces, which finds
     parsers that expect whole reads), like Toxiproxy's toxics.
@@ -124,10 +130,16 @@ class Slicer(Behavior):
     name = "slicer"
     defaultDirection = DOWNSTREAM
     options = {
-        "average_size": ("Average size of a slice, in bytes", Number(int, 1), 64),
+        "average_size": (
+            "Average size of a slice, in bytes (at most 16 MiB, the memory "
+            "bound of a fault)",
+            Number(int, 1, MAX_SLICE),
+            64,
+        ),
         "size_variation": (
-            "Slices are up to this many bytes smaller or larger than the average",
-            Number(int, 0),
+            "Slices are up to this many bytes smaller or larger than the "
+            "average (at most 16 MiB, the memory bound of a fault)",
+            Number(int, 0, MAX_SLICE),
             32,
         ),
         "delay": (
@@ -141,4 +153,4 @@ class Slicer(Behavior):
         return SlicerFault(stage)
 
 
-__all__ = ["Slicer", "SlicerFault"]
+__all__ = ["Slicer", "SlicerFault", "MAX_SLICE"]

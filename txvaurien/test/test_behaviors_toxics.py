@@ -24,7 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from txvaurien import logs
-from txvaurien.behaviors.bandwidth import BandwidthFault
+from txvaurien.behaviors.bandwidth import MAX_HOLD, BandwidthFault
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.behaviors.latency import LATENCY_HOLD, LatencyFault
 from txvaurien.behaviors.slicer import SLICER_HOLD
@@ -786,10 +786,10 @@ class BandwidthTests(Case):
 
     def test_holdLimitScalesWithRate(self) -> None:
         """
-        The hold limit is 0.1 s of traffic within 64 KiB and 16 MiB.
+        The hold limit is 0.1 s of traffic within 64 KiB and 15 MiB.
         """
         for rate, limit in [("1", 65536), ("1000", 100000),
-                            ("100000", 10000000), ("1000000", 16 * 1024 * 1024)]:
+                            ("100000", 10000000), ("1000000", MAX_HOLD)]:
             h = harness("100:bandwidth", {"bandwidth": {"rate": rate}})
             client, _ = h.pair()
             self.assertIsInstance(fault(client), BandwidthFault)
