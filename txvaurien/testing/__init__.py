@@ -19,6 +19,7 @@ See the "Chaos in your test suite" page of the documentation.
 
 from txvaurien.testing._core import ChaosUsageError
 from txvaurien.testing.handle import ChaosProxy, ChaosServer
+from txvaurien.testing.memory import MemoryChaos, MemoryTransport
 from txvaurien.testing.trial import ChaosProxyMixin, TrialProxy, startProxy
 from txvaurien.testing.vaurien import ProxyStartError, start_proxy, stop_proxy
 
@@ -27,6 +28,8 @@ __all__ = [
     "ChaosProxyMixin",
     "ChaosServer",
     "ChaosUsageError",
+    "MemoryChaos",
+    "MemoryTransport",
     "ProxyStartError",
     "TrialProxy",
     "start_proxy",
