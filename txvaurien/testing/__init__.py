@@ -18,12 +18,22 @@ See the "Chaos in your test suite" page of the documentation.
 """
 
 from txvaurien.testing._core import ChaosUsageError
+from txvaurien.testing.conformance import (
+    BehaviorConformanceMixin,
+    FakeConnection,
+    ProtocolConformanceMixin,
+    RecordingStage,
+)
 from txvaurien.testing.handle import ChaosProxy, ChaosServer
 from txvaurien.testing.memory import MemoryChaos, MemoryTransport
 from txvaurien.testing.trial import ChaosProxyMixin, TrialProxy, startProxy
 from txvaurien.testing.vaurien import ProxyStartError, start_proxy, stop_proxy
 
 __all__ = [
+    "BehaviorConformanceMixin",
+    "FakeConnection",
+    "ProtocolConformanceMixin",
+    "RecordingStage",
     "ChaosProxy",
     "ChaosProxyMixin",
     "ChaosServer",
