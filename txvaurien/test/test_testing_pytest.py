@@ -14,6 +14,7 @@ import ast
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ class Echo(socketserver.BaseRequestHandler):
 def echo():
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield "127.0.0.1:{}".format(server.server_address[1])
     server.shutdown()
@@ -86,9 +87,16 @@ def children():
     return found
 
 
+FDS = []
+
+
+def pytest_sessionstart(session):
+    FDS[:] = sorted(os.listdir("/proc/self/fd"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def leakWatch(request):
-    before = sorted(os.listdir("/proc/self/fd"))
+    before = FDS
     yield
     ports = []
     for port in PORTS:
@@ -275,6 +283,18 @@ def test_handleAfterTeardown(proxy_of):
 '''
 
 
+#: Fifty tests, each with its own proxy and a round trip through it.
+FIFTY = '''
+import pytest
+from conftest import roundTrip
+
+
+@pytest.mark.parametrize("n", range(50))
+def test_ownProxy(n, proxy_of):
+    assert roundTrip(proxy_of(seed=n)) == b"ping"
+'''
+
+
 def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = None
               ) -> tuple[subprocess.CompletedProcess[str], str, float]:
     """
@@ -330,6 +350,18 @@ def behaviorsRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[st
         watched = json.load(f)
     os.unlink(leaks)
     return result, outcomes(directory), watched
+
+
+@functools.lru_cache(maxsize=None)
+def fiftyRun() -> tuple[subprocess.CompletedProcess[str], float, float, Any]:
+    leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
+    result, _, wall = runPytest(
+        {"conftest.py": CONFTEST, "test_fifty.py": FIFTY}, "-q", env={"LEAKS": leaks})
+    with open(leaks) as f:
+        watched = json.load(f)
+    os.unlink(leaks)
+    session = float(re.search(r"50 passed in ([0-9.]+)s", result.stdout).group(1))
+    return result, session, wall, watched
 
 
 @functools.lru_cache(maxsize=None)
@@ -433,6 +465,34 @@ class PluginTests(SynchronousTestCase):
         self.assertGreater(watched["checked"], 5)
         self.assertEqual(watched["fdsAfter"], watched["fdsBefore"], watched["extra"])
         self.assertEqual(len(watched["serverPids"]), 1)
+        with self.assertRaises(ProcessLookupError):
+            os.kill(watched["serverPids"][0], 0)
+
+
+class SpeedAndCleanupTests(SynchronousTestCase):
+    """
+    A session of fifty tests, each making its own proxy.
+    """
+
+    def test_fiftyProxiesUnderTenSeconds(self) -> None:
+        """
+        The session (server start included) takes less than 10 seconds.
+        """
+        result, session, wall, _ = fiftyRun()
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertLess(session, 10.0, "session {:.2f}s, wall {:.2f}s".format(session, wall))
+
+    def test_fiftyProxiesLeaveNothing(self) -> None:
+        """
+        After the session no child process is left, none of the fifty
+        ports nor the control port accepts connections, the descriptors
+        are those before the first proxy, and the server process is gone.
+        """
+        _, _, _, watched = fiftyRun()
+        self.assertEqual(watched["children"], [])
+        self.assertEqual(watched["checked"], 51)
+        self.assertEqual(watched["listening"], [])
+        self.assertEqual(watched["fdsAfter"], watched["fdsBefore"], watched["extra"])
         with self.assertRaises(ProcessLookupError):
             os.kill(watched["serverPids"][0], 0)
 

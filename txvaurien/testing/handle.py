@@ -65,12 +65,28 @@ class ChaosServer:
 
     def start(self) -> None:
         """
-        Start the server and return once its control API listens (its
-        C{Control API listening on} line, read from its standard output;
-        no polling).
+        Start the server (unless L{spawn} did) and return once its control
+        API listens (its C{Control API listening on} line, read from its
+        standard output; no polling).
 
         @raise RuntimeError: if it exits or says nothing in time, with its
             log.
+        """
+        if self.client is not None:
+            return
+        if self.popen is None:
+            self.spawn()
+        assert self.popen is not None and self.popen.stdout is not None
+        address = self._waitReady(self.popen.stdout)
+        host, _, port = address.rpartition(":")
+        self.client = Client(host.strip("[]"), int(port), timeout=30.0)
+        self.url = self.client.url
+
+    def spawn(self) -> None:
+        """
+        Start the server's process and return at once; L{start} waits
+        until it is ready.  Starting early lets the interpreter start
+        while other work goes on.
         """
         package = os.path.dirname(os.path.dirname(os.path.abspath(
             sys.modules["txvaurien"].__file__ or "")))
@@ -83,11 +99,6 @@ class ChaosServer:
                  "--log-level", self.logLevel],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
                 env=env, close_fds=True)
-        assert self.popen.stdout is not None
-        address = self._waitReady(self.popen.stdout)
-        host, _, port = address.rpartition(":")
-        self.client = Client(host.strip("[]"), int(port), timeout=30.0)
-        self.url = self.client.url
 
     def _waitReady(self, stdout: Any) -> str:
         deadline = time.monotonic() + self.startTimeout
@@ -197,7 +208,7 @@ class ChaosServer:
             except subprocess.TimeoutExpired:
                 popen.kill()
                 popen.wait()
-            if popen.stdout is not None:
+            if popen.stdout is not None and not popen.stdout.closed:
                 popen.stdout.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -32,6 +32,31 @@ from txvaurien.testing.handle import ChaosProxy, ChaosServer
 
 _server = pytest.StashKey[ChaosServer]()
 _logStart = pytest.StashKey[int]()
+_early = pytest.StashKey[ChaosServer]()
+
+_FIXTURES = ("chaos_proxy", "chaos_server")
+
+
+def pytest_collection_finish(session: Any) -> None:
+    """
+    If a test will use a chaos proxy, start the server's process now, so
+    that its interpreter starts while the first tests run.
+    """
+    if any(name in _FIXTURES for item in session.items
+           for name in getattr(item, "fixturenames", ())):
+        server = ChaosServer(logLevel=session.config.getoption("chaos_log_level"))
+        server.spawn()
+        session.config.stash[_early] = server
+
+
+def pytest_sessionfinish(session: Any) -> None:
+    """
+    Stop a server started early that no test used.
+    """
+    server = session.config.stash.get(_early, None)
+    if server is not None:
+        del session.config.stash[_early]
+        server.stop()
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -49,7 +74,11 @@ def chaos_server(request: Any) -> Iterator[ChaosServer]:
     (no process, port or descriptor left) when the session ends.
     """
     config = request.config
-    server = ChaosServer(logLevel=config.getoption("chaos_log_level"))
+    server = config.stash.get(_early, None)
+    if server is None:
+        server = ChaosServer(logLevel=config.getoption("chaos_log_level"))
+    else:
+        del config.stash[_early]
     server.start()
     config.stash[_server] = server
     try:
