@@ -295,6 +295,18 @@ def test_ownProxy(n, proxy_of):
 '''
 
 
+def pluginArguments() -> list[str]:
+    """
+    C{-p txvaurien.testing.pytest_plugin}, unless an installed txvaurien
+    registers the plugin already through its entry point.
+    """
+    from importlib.metadata import entry_points
+
+    installed = any(e.value == "txvaurien.testing.pytest_plugin"
+                    for e in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "txvaurien.testing.pytest_plugin"]
+
+
 def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = None
               ) -> tuple[subprocess.CompletedProcess[str], str, float]:
     """
@@ -315,8 +327,7 @@ def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = No
     environment.update(env or {})
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "txvaurien.testing.pytest_plugin",
-         "-p", "no:cacheprovider", "--junitxml", os.path.join(directory, "junit.xml"),
+        [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider", "--junitxml", os.path.join(directory, "junit.xml"),
          *args],
         cwd=directory, env=environment, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
