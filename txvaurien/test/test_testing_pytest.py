@@ -21,11 +21,12 @@ import tempfile
 import textwrap
 import time
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Generator
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txvaurien.test.servers import requireModule
+from txvaurien.test.servers import requireModule, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -609,3 +610,90 @@ class RegistrationTests(SynchronousTestCase):
              "import sys, txvaurien.testing; print('pytest' in sys.modules)"],
             cwd=ROOT, capture_output=True, text=True, check=True)
         self.assertEqual(result.stdout.strip(), "False")
+
+
+#: Clients that are not Twisted: psycopg against a real PostgreSQL, and
+#: asyncio streams against the echo backend.
+CLIENTS = '''
+import asyncio, os
+import psycopg
+import pytest
+
+PG = os.environ["PG_ADDRESS"]
+PASSWORD = os.environ["PG_PASSWORD"]
+
+
+def test_psycopgSeesErrorThenRecovers(chaos_proxy):
+    proxy = chaos_proxy(PG, protocol="postgresql", seed=3)
+    with psycopg.connect(host=proxy.host, port=proxy.port, user="postgres",
+                         password=PASSWORD, dbname="postgres", autocommit=True) as db:
+        assert db.execute("SELECT 1").fetchone() == (1,)
+        with proxy.behavior("error"):
+            with pytest.raises(psycopg.errors.InternalError) as caught:
+                db.execute("SELECT 2")
+            assert "txvaurien" in str(caught.value)
+        assert db.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_asyncioStreamsThroughProxy(chaos_proxy, echo):
+    proxy = chaos_proxy(echo)
+
+    async def exchange():
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        writer.write(b"ping")
+        answer = await reader.readexactly(4)
+        writer.close()
+        await writer.wait_closed()
+        return answer
+
+    assert asyncio.run(exchange()) == b"ping"
+    with proxy.down():
+        with pytest.raises(ConnectionRefusedError):
+            asyncio.run(exchange())
+    with proxy.toxic("latency", latency=200):
+        loop = asyncio.new_event_loop()
+        started = loop.time()
+        assert loop.run_until_complete(exchange()) == b"ping"
+        assert loop.time() - started >= 0.2
+        loop.close()
+'''
+
+
+class NonTwistedClientTests(TestCase):
+    """
+    The fixture works for psycopg (against a real PostgreSQL) and asyncio
+    clients, run in a pytest session in a child process (the reactor keeps
+    serving meanwhile).
+    """
+
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def test_psycopgAndAsyncio(self) -> Generator[Any, Any, None]:
+        """
+        psycopg gets the PostgreSQL error C{error} makes up, then works
+        again on the same connection; asyncio streams pass, are refused
+        while the proxy is down, and are slowed by a latency toxic.
+        """
+        from txvaurien.test.servers import sharedServer
+        from txvaurien.test.test_protocol_postgresql_integration import (
+            PASSWORD,
+            startPostgres,
+        )
+
+        requireModule("psycopg", "psycopg[binary]")
+        requireModule("pytest", "pytest")
+        server = yield sharedServer("postgres", startPostgres)
+        directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+        for name, text in {"conftest.py": CONFTEST, "test_clients.py": CLIENTS}.items():
+            with open(os.path.join(directory, name), "w") as f:
+                f.write(textwrap.dedent(text))
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [ROOT] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
+        environment.pop("PYTEST_ADDOPTS", None)
+        environment.update(PG_ADDRESS="127.0.0.1:{}".format(server.port), PG_PASSWORD=PASSWORD)
+        output = yield run(
+            [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider",
+             "-q", "-rA", "test_clients.py"], env=environment, path=directory)
+        self.assertIn("2 passed", output)
