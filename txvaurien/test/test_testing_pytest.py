@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import tempfile
@@ -697,3 +698,39 @@ class NonTwistedClientTests(TestCase):
             [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider",
              "-q", "-rA", "test_clients.py"], env=environment, path=directory)
         self.assertIn("2 passed", output)
+
+
+class ServerLifetimeTests(SynchronousTestCase):
+    """
+    The session server never outlives the process that started it.
+    """
+
+    def test_serverExitsWhenParentKilled(self) -> None:
+        """
+        When the test process that started the server is killed with
+        C{SIGKILL} (no cleanup runs), the server exits by itself: its
+        standard input closes.
+        """
+        script = textwrap.dedent("""
+            import os, signal, sys
+            from txvaurien.testing import ChaosServer
+            server = ChaosServer()
+            server.start()
+            print(server.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = ROOT
+        result = subprocess.run([sys.executable, "-c", script], env=environment,
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, -9, result.stderr)
+        pid = int(result.stdout.split()[0])
+        try:
+            handle = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            ready, _, _ = select.select([handle], [], [], 30)
+        finally:
+            os.close(handle)
+        self.assertEqual(ready, [handle], "server {} still running".format(pid))

@@ -157,13 +157,11 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
     args = parser.parse_args(argv)
     if reactor is None:
         from twisted.internet import reactor
-    from txvaurien.service import makeProxyService  # noqa: F401 (imports tap)
-    from txvaurien import tap
+    from txvaurien.service import makeProxyService
 
-    config = tap.Options()
-    config.parseValues({
-        "http": True, "http_port": 0, "shutdown_grace": 0.0, "log_level": args.log_level})
-    service = tap.makeService(config, reactor)
+    service = makeProxyService(
+        reactor=reactor, http=True, http_port=0, shutdown_grace=0.0,
+        log_level=args.log_level)
     control = service.getServiceNamed("control")
     manager = service.getServiceNamed("proxies")
     control.site.resource = TestingResource(control.site.resource, manager)
