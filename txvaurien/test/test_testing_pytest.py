@@ -14,20 +14,17 @@ import ast
 import functools
 import json
 import os
-import re
-import select
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import xml.etree.ElementTree as ET
-from typing import Any, Generator
+from typing import Any
 
-from twisted.internet import defer
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from txvaurien.test.servers import requireModule, run
+from txvaurien.test.servers import requireModule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -236,67 +233,6 @@ def test_failsWithServerLog(proxy_of):
         assert roundTrip(proxy) == b"not what comes back"
 '''
 
-#: Scenarios that fail on purpose: each failure message must say what was
-#: wrong.
-BAD_USE = '''
-from conftest import PORTS
-
-
-def test_upstreamNotHostPort(chaos_proxy):
-    chaos_proxy("localhost")
-
-
-def test_upstreamPortOutOfRange(chaos_proxy):
-    chaos_proxy("127.0.0.1:70000")
-
-
-def test_unknownBehaviorAtCreation(proxy_of):
-    proxy_of(behavior="50:delya")
-
-
-def test_unknownBehavior(proxy_of):
-    proxy = proxy_of()
-    with proxy.behavior("hnag"):
-        pass
-
-
-def test_unknownOption(proxy_of):
-    proxy = proxy_of()
-    with proxy.behavior("delay", slep=0.5):
-        pass
-
-
-def test_unknownToxicAttribute(proxy_of):
-    proxy = proxy_of()
-    with proxy.toxic("latency", latnecy=100):
-        pass
-
-
-KEPT = []
-
-
-def test_keepHandle(proxy_of):
-    KEPT.append(proxy_of())
-
-
-def test_handleAfterTeardown(proxy_of):
-    with KEPT[0].behavior("delay"):
-        pass
-'''
-
-
-#: Fifty tests, each with its own proxy and a round trip through it.
-FIFTY = '''
-import pytest
-from conftest import roundTrip
-
-
-@pytest.mark.parametrize("n", range(50))
-def test_ownProxy(n, proxy_of):
-    assert roundTrip(proxy_of(seed=n)) == b"ping"
-'''
-
-
 def pluginArguments() -> list[str]:
     """
     C{-p txvaurien.testing.pytest_plugin}, unless an installed txvaurien
@@ -329,8 +265,8 @@ def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = No
     environment.update(env or {})
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider", "--junitxml", os.path.join(directory, "junit.xml"),
-         *args],
+        [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider",
+         "--junitxml", os.path.join(directory, "junit.xml"), *args],
         cwd=directory, env=environment, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     return result, directory, time.monotonic() - started
@@ -363,25 +299,6 @@ def behaviorsRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[st
         watched = json.load(f)
     os.unlink(leaks)
     return result, outcomes(directory), watched
-
-
-@functools.lru_cache(maxsize=None)
-def fiftyRun() -> tuple[subprocess.CompletedProcess[str], float, float, Any]:
-    leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
-    result, _, wall = runPytest(
-        {"conftest.py": CONFTEST, "test_fifty.py": FIFTY}, "-q", env={"LEAKS": leaks})
-    with open(leaks) as f:
-        watched = json.load(f)
-    os.unlink(leaks)
-    session = float(re.search(r"50 passed in ([0-9.]+)s", result.stdout).group(1))
-    return result, session, wall, watched
-
-
-@functools.lru_cache(maxsize=None)
-def badUseRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]]]:
-    result, directory, _ = runPytest(
-        {"conftest.py": CONFTEST, "test_bad.py": BAD_USE}, "-p", "no:randomly")
-    return result, outcomes(directory)
 
 
 class PluginTests(SynchronousTestCase):
@@ -482,102 +399,6 @@ class PluginTests(SynchronousTestCase):
             os.kill(watched["serverPids"][0], 0)
 
 
-class SpeedAndCleanupTests(SynchronousTestCase):
-    """
-    A session of fifty tests, each making its own proxy.
-    """
-
-    def test_fiftyProxiesUnderTenSeconds(self) -> None:
-        """
-        The session (server start included) takes less than 10 seconds.
-        """
-        result, session, wall, _ = fiftyRun()
-        self.assertEqual(result.returncode, 0, result.stdout)
-        self.assertLess(session, 10.0, "session {:.2f}s, wall {:.2f}s".format(session, wall))
-
-    def test_fiftyProxiesLeaveNothing(self) -> None:
-        """
-        After the session no child process is left, none of the fifty
-        ports nor the control port accepts connections, the descriptors
-        are those before the first proxy, and the server process is gone.
-        """
-        _, _, _, watched = fiftyRun()
-        self.assertEqual(watched["children"], [])
-        self.assertEqual(watched["checked"], 51)
-        self.assertEqual(watched["listening"], [])
-        self.assertEqual(watched["fdsAfter"], watched["fdsBefore"], watched["extra"])
-        with self.assertRaises(ProcessLookupError):
-            os.kill(watched["serverPids"][0], 0)
-
-
-class BadUseTests(SynchronousTestCase):
-    """
-    Bad use of the fixture fails the test with a message that says what
-    is wrong, and no traceback from inside txvaurien.
-    """
-
-    def assertFailsWith(self, name: str, *messages: str) -> None:
-        result, found = badUseRun()
-        self.assertIn(name, found, result.stdout)
-        outcome, text = found[name]
-        self.assertEqual(outcome, "failure", text)
-        for message in messages:
-            self.assertIn(message, text)
-        block = result.stdout.split("_ {} _".format(name), 1)[1].split("\n_", 1)[0]
-        self.assertNotIn("txvaurien/testing/", block)
-
-    def test_upstreamNotHostPort(self) -> None:
-        """
-        An upstream without a port is refused, the message saying what is
-        expected.
-        """
-        self.assertFailsWith(
-            "test_upstreamNotHostPort",
-            "ChaosUsageError: upstream 'localhost' is not host:port")
-
-    def test_upstreamPortOutOfRange(self) -> None:
-        """
-        A port over 65535 is refused.
-        """
-        self.assertFailsWith(
-            "test_upstreamPortOutOfRange", "upstream '127.0.0.1:70000' is not host:port")
-
-    def test_unknownBehaviorAtCreation(self) -> None:
-        """
-        An unknown behavior in the table given at creation names it and
-        lists the known ones.
-        """
-        self.assertFailsWith(
-            "test_unknownBehaviorAtCreation", "unknown behavior 'delya'", "known: abort")
-
-    def test_unknownBehavior(self) -> None:
-        """
-        C{proxy.behavior} with an unknown name names it.
-        """
-        self.assertFailsWith("test_unknownBehavior", "unknown behavior 'hnag'")
-
-    def test_unknownOption(self) -> None:
-        """
-        An unknown option names it and lists the behavior's options.
-        """
-        self.assertFailsWith(
-            "test_unknownOption", "slep: unknown option", "known: before")
-
-    def test_unknownToxicAttribute(self) -> None:
-        """
-        An unknown toxic attribute names it.
-        """
-        self.assertFailsWith("test_unknownToxicAttribute", "latnecy")
-
-    def test_handleAfterTeardown(self) -> None:
-        """
-        Using a proxy kept from a test that ended says that it was removed
-        when its test ended.
-        """
-        self.assertFailsWith(
-            "test_handleAfterTeardown", "was removed when its test ended")
-
-
 class RegistrationTests(SynchronousTestCase):
     """
     How pytest finds the plugin.
@@ -611,126 +432,3 @@ class RegistrationTests(SynchronousTestCase):
              "import sys, txvaurien.testing; print('pytest' in sys.modules)"],
             cwd=ROOT, capture_output=True, text=True, check=True)
         self.assertEqual(result.stdout.strip(), "False")
-
-
-#: Clients that are not Twisted: psycopg against a real PostgreSQL, and
-#: asyncio streams against the echo backend.
-CLIENTS = '''
-import asyncio, os
-import psycopg
-import pytest
-
-PG = os.environ["PG_ADDRESS"]
-PASSWORD = os.environ["PG_PASSWORD"]
-
-
-def test_psycopgSeesErrorThenRecovers(chaos_proxy):
-    proxy = chaos_proxy(PG, protocol="postgresql", seed=3)
-    with psycopg.connect(host=proxy.host, port=proxy.port, user="postgres",
-                         password=PASSWORD, dbname="postgres", autocommit=True) as db:
-        assert db.execute("SELECT 1").fetchone() == (1,)
-        with proxy.behavior("error"):
-            with pytest.raises(psycopg.errors.InternalError) as caught:
-                db.execute("SELECT 2")
-            assert "txvaurien" in str(caught.value)
-        assert db.execute("SELECT 3").fetchone() == (3,)
-
-
-def test_asyncioStreamsThroughProxy(chaos_proxy, echo):
-    proxy = chaos_proxy(echo)
-
-    async def exchange():
-        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
-        writer.write(b"ping")
-        answer = await reader.readexactly(4)
-        writer.close()
-        await writer.wait_closed()
-        return answer
-
-    assert asyncio.run(exchange()) == b"ping"
-    with proxy.down():
-        with pytest.raises(ConnectionRefusedError):
-            asyncio.run(exchange())
-    with proxy.toxic("latency", latency=200):
-        loop = asyncio.new_event_loop()
-        started = loop.time()
-        assert loop.run_until_complete(exchange()) == b"ping"
-        assert loop.time() - started >= 0.2
-        loop.close()
-'''
-
-
-class NonTwistedClientTests(TestCase):
-    """
-    The fixture works for psycopg (against a real PostgreSQL) and asyncio
-    clients, run in a pytest session in a child process (the reactor keeps
-    serving meanwhile).
-    """
-
-    timeout = 180
-
-    @defer.inlineCallbacks
-    def test_psycopgAndAsyncio(self) -> Generator[Any, Any, None]:
-        """
-        psycopg gets the PostgreSQL error C{error} makes up, then works
-        again on the same connection; asyncio streams pass, are refused
-        while the proxy is down, and are slowed by a latency toxic.
-        """
-        from txvaurien.test.servers import sharedServer
-        from txvaurien.test.test_protocol_postgresql_integration import (
-            PASSWORD,
-            startPostgres,
-        )
-
-        requireModule("psycopg", "psycopg[binary]")
-        requireModule("pytest", "pytest")
-        server = yield sharedServer("postgres", startPostgres)
-        directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
-        for name, text in {"conftest.py": CONFTEST, "test_clients.py": CLIENTS}.items():
-            with open(os.path.join(directory, name), "w") as f:
-                f.write(textwrap.dedent(text))
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [ROOT] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
-        environment.pop("PYTEST_ADDOPTS", None)
-        environment.update(PG_ADDRESS="127.0.0.1:{}".format(server.port), PG_PASSWORD=PASSWORD)
-        output = yield run(
-            [sys.executable, "-m", "pytest", *pluginArguments(), "-p", "no:cacheprovider",
-             "-q", "-rA", "test_clients.py"], env=environment, path=directory)
-        self.assertIn("2 passed", output)
-
-
-class ServerLifetimeTests(SynchronousTestCase):
-    """
-    The session server never outlives the process that started it.
-    """
-
-    def test_serverExitsWhenParentKilled(self) -> None:
-        """
-        When the test process that started the server is killed with
-        C{SIGKILL} (no cleanup runs), the server exits by itself: its
-        standard input closes.
-        """
-        script = textwrap.dedent("""
-            import os, signal, sys
-            from txvaurien.testing import ChaosServer
-            server = ChaosServer()
-            server.start()
-            print(server.pid, flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
-        """)
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = ROOT
-        result = subprocess.run([sys.executable, "-c", script], env=environment,
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.returncode, -9, result.stderr)
-        pid = int(result.stdout.split()[0])
-        try:
-            handle = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-        try:
-            ready, _, _ = select.select([handle], [], [], 30)
-        finally:
-            os.close(handle)
-        self.assertEqual(ready, [handle], "server {} still running".format(pid))

@@ -31,18 +31,18 @@ from txvaurien.testing.vaurien import ProxyStartError, start_proxy, stop_proxy
 
 __all__ = [
     "BehaviorConformanceMixin",
-    "FakeConnection",
-    "ProtocolConformanceMixin",
-    "RecordingStage",
     "ChaosProxy",
     "ChaosProxyMixin",
     "ChaosServer",
     "ChaosUsageError",
+    "FakeConnection",
     "MemoryChaos",
     "MemoryTransport",
+    "ProtocolConformanceMixin",
     "ProxyStartError",
-    "TrialProxy",
+    "RecordingStage",
     "start_proxy",
     "startProxy",
     "stop_proxy",
+    "TrialProxy",
 ]

@@ -115,7 +115,8 @@ def createProxy(
         manager._unregister(proxy)
         if service.parent is manager:
             service.disownServiceParent()
-        raise ChaosUsageError("proxy {!r} cannot listen on {}: {}".format(name, listen, e))
+        raise ChaosUsageError(
+            "proxy {!r} cannot listen on {}: {}".format(name, listen, e)) from None
     return proxy
 
 

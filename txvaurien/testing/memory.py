@@ -231,7 +231,7 @@ class MemoryChaos:
         reactor = self.reactor
         if not reactor.tcpClients:
             return False
-        pending = list(zip(reactor.tcpClients, reactor.connectors))
+        pending = list(zip(reactor.tcpClients, reactor.connectors, strict=True))
         del reactor.tcpClients[:], reactor.connectors[:]
         for (host, port, factory, _, _), connector in pending:
             if connector.stoppedConnecting:
