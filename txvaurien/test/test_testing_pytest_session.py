@@ -195,3 +195,33 @@ class ServerLifetimeTests(SynchronousTestCase):
         finally:
             os.close(handle)
         self.assertEqual(ready, [handle], "server {} still running".format(pid))
+
+
+#: A test that fails on purpose after a fault was chosen.
+DEBUG = '''
+from conftest import roundTrip
+
+
+def test_failsAfterDelay(proxy_of):
+    proxy = proxy_of()
+    with proxy.behavior("delay", sleep=0.01):
+        roundTrip(proxy)
+        assert False, "on purpose"
+'''
+
+
+class LogLevelTests(SynchronousTestCase):
+    """
+    C{--chaos-log-level}.
+    """
+
+    def test_debugShowsDecisionsInFailureReport(self) -> None:
+        """
+        With C{--chaos-log-level debug}, a failing test's C{txvaurien}
+        section shows the proxy's decision for the connection.
+        """
+        result, _, _ = runPytest({"conftest.py": CONFTEST, "test_debug.py": DEBUG},
+                                 "--chaos-log-level", "debug")
+        self.assertIn("1 failed", result.stdout)
+        section = result.stdout.split("Captured txvaurien call", 1)[1]
+        self.assertRegex(section, r"proxy-1 #\d+ request None: delay")
