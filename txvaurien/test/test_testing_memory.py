@@ -241,6 +241,24 @@ class MemoryChaosTests(SynchronousTestCase):
         e = self.assertRaises(ChaosUsageError, chaos.set_behavior, "delay", slep=1)
         self.assertIn("slep: unknown option", str(e))
 
+    def test_journalListsFaultsOrSaysWhy(self) -> None:
+        """
+        With the fault journal in this txvaurien, C{journal()} lists the
+        reset C{reset_peer} made; without it, it raises
+        L{NotImplementedError} naming the fault journal.
+        """
+        chaos = MemoryChaos(Factory.forProtocol(Echo), behavior="reset_peer")
+        connect(chaos, b"hello")
+        chaos.flush()
+        try:
+            import txvaurien.journal  # type: ignore[import-not-found, unused-ignore] # noqa: F401
+        except ImportError:
+            e = self.assertRaises(NotImplementedError, chaos.journal)
+            self.assertIn("fault journal", str(e))
+        else:
+            events = chaos.journal()
+            self.assertEqual([e["behavior"] for e in events], ["reset_peer"])
+
     def test_nothingListeningRefused(self) -> None:
         """
         A connection to a port nothing listens on fails with

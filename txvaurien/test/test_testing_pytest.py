@@ -214,14 +214,22 @@ def test_seedAndProtocolReachServer(proxy_of, chaos_server):
 
 def test_journalOrClearMessage(proxy_of, chaos_server):
     proxy = proxy_of()
+    other = proxy_of()
+    with proxy.behavior("error"):
+        roundTrip(proxy)
+    with other.behavior("reset_peer"):
+        with pytest.raises(OSError):  # reset: ECONNRESET, or EPIPE on send
+            roundTrip(other)
     import urllib.request, urllib.error
     try:
-        urllib.request.urlopen(chaos_server.url + "/events?proxy=" + proxy.name).read()
+        urllib.request.urlopen(chaos_server.url + "/events").read()
         served = True
     except urllib.error.HTTPError as e:
         served = e.code not in (404, 405)
     if served:
-        assert isinstance(proxy.journal(), list)
+        events = proxy.journal()
+        assert events and {e["behavior"] for e in events} == {"error"}
+        assert {e["proxy"] for e in events} == {proxy.name}
     else:
         with pytest.raises(NotImplementedError, match="fault journal"):
             proxy.journal()

@@ -173,18 +173,26 @@ class StartProxyTests(TestCase):
         e = self.assertRaises(ChaosUsageError, proxy.set_behavior, "delay", slep=1)
         self.assertIn("slep: unknown option", str(e))
 
-    def test_journalSaysWhatIsMissing(self) -> None:
+    @defer.inlineCallbacks
+    def test_journalListsFaultsOrSaysWhy(self) -> Generator[Any, Any, None]:
         """
-        Without a journal on the proxy, C{journal()} raises
-        L{NotImplementedError} naming the fault journal; with one, it lists
-        it.
+        With the fault journal in this txvaurien, C{journal()} lists the
+        faults the proxy injected (here an C{error}); without it, it raises
+        L{NotImplementedError} naming the fault journal.
         """
         proxy = startProxy(self, self.backend)
-        if getattr(proxy.factory, "journal", None) is None:
+        with proxy.behavior("error"):
+            yield exchange(proxy.port, b"abcd")
+        try:
+            import txvaurien.journal  # type: ignore[import-not-found, unused-ignore] # noqa: F401
+        except ImportError:
             e = self.assertRaises(NotImplementedError, proxy.journal)
             self.assertIn("fault journal", str(e))
         else:
-            self.assertIsInstance(proxy.journal(), list)
+            events = proxy.journal()
+            self.assertTrue(events)
+            self.assertEqual({e["behavior"] for e in events}, {"error"})
+            self.assertEqual({e["proxy"] for e in events}, {proxy.name})
 
 
 class MixinTests(ChaosProxyMixin, TestCase):

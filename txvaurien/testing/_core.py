@@ -109,6 +109,7 @@ def createProxy(
     service.exitOnListenFailure = False
     service.factory.name = name
     proxy = manager.adopt(service, upstream, default=False)
+    attachJournal(service.factory, manager.defaults.reactor)
     try:
         service.setServiceParent(manager)
     except Exception as e:
@@ -118,6 +119,40 @@ def createProxy(
         raise ChaosUsageError(
             "proxy {!r} cannot listen on {}: {}".format(name, listen, e)) from None
     return proxy
+
+
+def attachJournal(factory: Any, clock: Any) -> None:
+    """
+    Give a proxy a fault journal of its own, if this txvaurien has the
+    journal (L{txvaurien.journal}) and the proxy has none yet.
+    """
+    if getattr(factory, "journal", None) is not None:
+        return
+    try:
+        from txvaurien.journal import Journal  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return
+    factory.journal = Journal(clock)
+
+
+def journalEvents(factory: Any, name: str) -> list[dict[str, Any]]:
+    """
+    The events of the proxy called C{name} that its journal still holds.
+
+    @raise NotImplementedError: if the proxy has no journal.
+    """
+    journal = getattr(factory, "journal", None)
+    if journal is None:
+        raise NotImplementedError(
+            "proxy.journal() needs the fault journal, which this txvaurien does not keep")
+    events: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        page, following = journal.since(cursor, 10000)
+        events += [e for e in page if e.get("proxy") == name]
+        if not page or following == cursor:
+            return events
+        cursor = following
 
 
 def _currentLevel() -> str:

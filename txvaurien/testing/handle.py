@@ -348,25 +348,32 @@ class ChaosProxy:
 
     def journal(self) -> list[dict[str, Any]]:
         """
-        The faults the proxy injected, from the server's journal
-        (C{GET /events}).
+        The faults the proxy injected, oldest first, from the server's
+        fault journal (C{GET /events}).
 
         @raise NotImplementedError: if this txvaurien has no journal yet.
         """
-        try:
-            status, body = self._call("request", "GET", "/events?proxy=" + self.name)
-        except (NotFound, ClientError) as e:
-            if getattr(e, "status", None) in (404, 405):
-                raise NotImplementedError(
-                    "proxy.journal() needs the fault journal (GET /events), which "
-                    "this txvaurien's control API does not serve") from None
-            raise
         import json
 
-        value = json.loads(body or b"[]")
-        if isinstance(value, dict):
-            value = value.get("events", [])
-        return list(value)
+        events: list[dict[str, Any]] = []
+        cursor = 0
+        while True:
+            try:
+                _, body = self._call(
+                    "request", "GET", "/events?since={}&limit=10000".format(cursor))
+            except (NotFound, ClientError) as e:
+                if getattr(e, "status", None) in (404, 405):
+                    raise NotImplementedError(
+                        "proxy.journal() needs the fault journal (GET /events), which "
+                        "this txvaurien's control API does not serve") from None
+                raise
+            value = json.loads(body or b"{}")
+            page = value.get("events", []) if isinstance(value, dict) else list(value)
+            events += [e for e in page if e.get("proxy") == self.name]
+            following = value.get("cursor", cursor) if isinstance(value, dict) else cursor
+            if not page or following == cursor:
+                return events
+            cursor = following
 
     def remove(self) -> None:
         """

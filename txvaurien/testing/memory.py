@@ -22,15 +22,26 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionAborted,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport
 
 from txvaurien.control.manager import ManagedProxy, baseOptions
-from txvaurien.testing._core import ChaosUsageError, addToxic, newManager, setBehavior
+from txvaurien.testing._core import (
+    ChaosUsageError,
+    addToxic,
+    attachJournal,
+    journalEvents,
+    newManager,
+    setBehavior,
+)
 
 
 class MemoryTransport(FakeTransport):
@@ -180,6 +191,7 @@ class MemoryChaos:
         self.factory = service.factory
         self._manager = newManager(self.reactor)
         self._proxy: ManagedProxy = self._manager.adopt(service, upstream, default=False)
+        attachJournal(self.factory, self.reactor)
         self.listening = True
         self.transports: list[MemoryTransport] = []
         self._clientPorts = iter(range(40000, 65536))
@@ -316,3 +328,12 @@ class MemoryChaos:
         The live L{txvaurien.proxy.Connection}s through the proxy.
         """
         return list(self.factory.connections)
+
+    def journal(self) -> list[dict[str, Any]]:
+        """
+        The faults the proxy injected (its events in the fault journal,
+        oldest first).
+
+        @raise NotImplementedError: if this txvaurien has no journal.
+        """
+        return journalEvents(self.factory, self.factory.name)

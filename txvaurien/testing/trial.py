@@ -33,6 +33,7 @@ from txvaurien.testing._core import (
     ChaosUsageError,
     addToxic,
     createProxy,
+    journalEvents,
     newManager,
     setBehavior,
 )
@@ -167,18 +168,14 @@ class TrialProxy:
         """
         return list(self._proxy().factory.connections)
 
-    def journal(self) -> list[Any]:
+    def journal(self) -> list[dict[str, Any]]:
         """
-        The faults the proxy injected.
+        The faults the proxy injected (its events in the fault journal,
+        oldest first).
 
         @raise NotImplementedError: if this txvaurien has no journal yet.
         """
-        journal = getattr(self._proxy().factory, "journal", None)
-        if journal is None:
-            raise NotImplementedError(
-                "proxy.journal() needs the fault journal, which this txvaurien "
-                "does not keep")
-        return list(journal)
+        return journalEvents(self._proxy().factory, self.name)
 
     def remove(self) -> Deferred:
         """
