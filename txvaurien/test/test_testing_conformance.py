@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import DOWNSTREAM, UPSTREAM, Frame
+from txvaurien.options import Number
 from txvaurien.protocols.base import ProtocolHandler
 from txvaurien.registry import Registry
 from txvaurien.test import test_protocol_mysql as my
@@ -182,9 +183,14 @@ class _EOFEater(Behavior):
         return fault
 
 
-class _NoDefault(Behavior):
-    name = "no_default"
-    options = {"size": ("Bytes", int, None)}
+class _BadDefault(Behavior):
+    name = "bad_default"
+    options = {"size": ("Bytes", Number(int, 1), 0)}
+
+
+class _NoDescription(Behavior):
+    name = "no_description"
+    options = {"size": ("", int, 1)}
 
 
 class _Rewriting(ProtocolHandler):
@@ -259,14 +265,19 @@ class SuiteCatchesBreakageTests(SynchronousTestCase):
         self.assertEqual(len(failures), 1)
         self.assertIn("end of stream passed 0 times", str(failures[0][1]))
 
-    def test_missingDefaultCaught(self) -> None:
+    def test_badDeclarationsCaught(self) -> None:
         """
-        An option declared without a default fails
-        C{test_optionsDeclaredWithDefaults}.
+        An option whose default its type refuses, or without a
+        description, fails C{test_optionsDeclaredWithDefaults}.
         """
-        failures = _failures(self.behaviorCase(_NoDefault()), "test_optionsDeclaredWithDefaults")
+        behavior = _BadDefault.__new__(_BadDefault)  # its defaults cannot be computed
+        failures = _failures(self.behaviorCase(behavior), "test_optionsDeclaredWithDefaults")
         self.assertEqual(len(failures), 1)
-        self.assertIn("option 'size' has no default", str(failures[0][1]))
+        self.assertIn("default of option 'size' is invalid", str(failures[0][1]))
+        failures = _failures(self.behaviorCase(_NoDescription()),
+                             "test_optionsDeclaredWithDefaults")
+        self.assertEqual(len(failures), 1)
+        self.assertIn("option 'size' has no description", str(failures[0][1]))
 
     def test_framingThatChangesBytesCaught(self) -> None:
         """
