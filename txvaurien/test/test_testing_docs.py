@@ -16,8 +16,8 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txvaurien.test.servers import requireModule, run
-from txvaurien.test.test_testing_pytest import pluginArguments
 from txvaurien.test.test_protocol_redis_integration import startRedis
+from txvaurien.test.test_testing_pytest import pluginArguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
