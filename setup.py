@@ -46,6 +46,7 @@ setup(
     },
     entry_points={
         "console_scripts": ["vaurienctl = txvaurien.ctl:main"],
+        "pytest11": ["txvaurien = txvaurien.testing.pytest_plugin"],
     },
     classifiers=[
         "Framework :: Twisted",
