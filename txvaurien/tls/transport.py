@@ -1,0 +1,64 @@
+# -*- test-case-name: txvaurien.test.test_tls_termination -*-
+"""
+A TLS transport that half-closes.
+
+Twisted's L{TLSMemoryBIOProtocol} has no C{loseWriteConnection}: the
+proxy's half-close reached the TCP socket beneath it (through
+C{ProtocolWrapper.__getattr__}), sending a FIN without TLS's
+C{close_notify} and ahead of records still held back for aggregation.
+L{HalfCloseTLS} sends what it holds, then C{close_notify}, then the FIN,
+and keeps reading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL.SSL import Error
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+
+
+class HalfCloseTLS(BufferingTLSTransport):
+    """
+    L{BufferingTLSTransport} with a real C{loseWriteConnection}.
+    """
+
+    def loseWriteConnection(self) -> None:
+        """
+        Flush, send C{close_notify} and shut the socket's write side; the
+        peer's bytes are still read.
+        """
+        if self._lostTLSConnection or self._tlsConnection is None or self.disconnecting:
+            return
+        if not self._handshakeDone or self._appSendBuffer:
+            # Nothing can be said cleanly before the handshake: close.
+            self.loseConnection()
+            return
+        self._aggregator.flush()
+        try:
+            self._tlsConnection.shutdown()
+        except Error:
+            pass
+        self._flushSendBIO()
+        self.transport.loseWriteConnection()
+
+    def _flushSendBIO(self) -> None:
+        # The socket may be gone already: a TLS error on a half-closed
+        # socket closes it at once, from inside the read loop.
+        if self._tlsConnection is None:
+            return
+        BufferingTLSTransport._flushSendBIO(self)
+
+
+class TLSFactory(TLSMemoryBIOFactory):
+    """
+    A L{TLSMemoryBIOFactory} whose connections are L{HalfCloseTLS}.
+    """
+
+    protocol = HalfCloseTLS
+
+    def __init__(self, creator: Any, isClient: bool, wrappedFactory: Any) -> None:
+        TLSMemoryBIOFactory.__init__(self, creator, isClient, wrappedFactory)
+
+
+__all__ = ["HalfCloseTLS", "TLSFactory"]
