@@ -124,6 +124,17 @@ class TestCertificates:
         return (self.write("old-ca.pem", cert.public_bytes(serialization.Encoding.PEM)),
                 self.write("old-ca.key", _pemKey(key)))
 
+    def serverCertificate(self, names: Sequence[str], days: tuple[int, int] = (-1, 30),
+                          prefix: str = "extra") -> tuple[str, str]:
+        """
+        Files of a server certificate for C{names} signed by the test CA:
+        C{(certificate, key)}.
+        """
+        key = _key()
+        cert = _certificate(names[0], key, (self.ca, self._caKey), names, days=days)
+        return (self.write(prefix + ".pem", cert.public_bytes(serialization.Encoding.PEM)),
+                self.write(prefix + ".key", _pemKey(key)))
+
     def otherKey(self) -> str:
         """
         A key file that matches no certificate here.
@@ -144,25 +155,34 @@ class _Hello(resource.Resource):
         return b"hello over TLS from " + (request.getHeader(b"host") or b"?")
 
 
-def listenHTTPS(case: Any, certificates: TestCertificates, body: bytes = b"") -> int:
+def listenHTTPS(case: Any, certificates: TestCertificates, files: tuple[str, str] | None = None,
+                clientCA: str | None = None) -> int:
     """
     An HTTPS server (Twisted's own TLS, not the proxy's) with the test
-    server certificate on an ephemeral port of 127.0.0.1, until the test
-    ends.
+    server certificate (or C{files}: certificate and key) on an ephemeral
+    port of 127.0.0.1, until the test ends.
 
+    @param clientCA: if given, clients must present a certificate from it.
     @return: its port.
     """
     from twisted.internet import reactor
-
-    with open(certificates.certFile, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    with open(certificates.keyFile, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), None)
     from OpenSSL import crypto
 
+    certFile, keyFile = files or (certificates.certFile, certificates.keyFile)
+    with open(certFile, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(keyFile, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    extra: dict[str, Any] = {}
+    if clientCA:
+        with open(clientCA, "rb") as f:
+            extra["caCerts"] = [crypto.X509.from_cryptography(
+                x509.load_pem_x509_certificate(f.read()))]
+        extra["verify"] = True
+        extra["requireCertificate"] = True
     options = CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(cert),
+        certificate=crypto.X509.from_cryptography(cert), **extra
     )
     port = reactor.listenSSL(0, server.Site(_Hello()), options, interface="127.0.0.1")
     case.addCleanup(port.stopListening)
@@ -236,6 +256,22 @@ def inThread(f: Any, *args: Any, **kwargs: Any) -> defer.Deferred:
     Run a blocking client off the reactor thread.
     """
     return threads.deferToThread(f, *args, **kwargs)
+
+
+def exchange(port: int, send: bytes = b"", timeout: float = 10.0) -> bytes:
+    """
+    Connect over plain TCP, send C{send}, read until the server closes.
+    Blocking: run it in a thread.
+    """
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if send:
+            s.sendall(send)
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return received
+            received += data
 
 
 def curl(*args: str) -> defer.Deferred:

@@ -20,8 +20,17 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 
 class HalfCloseTLS(BufferingTLSTransport):
     """
-    L{BufferingTLSTransport} with a real C{loseWriteConnection}.
+    L{BufferingTLSTransport} with a real C{loseWriteConnection}, and the
+    application's producer as its C{producer} (as on a TCP transport;
+    without it, C{producer} named the TCP transport's and a producer that
+    checks before unregistering never did, so C{loseConnection} waited
+    for it forever).
     """
+
+    @property
+    def producer(self) -> Any:
+        membrane = self._producer
+        return None if membrane is None else membrane._producer
 
     def loseWriteConnection(self) -> None:
         """
