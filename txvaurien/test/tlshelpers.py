@@ -155,6 +155,21 @@ class _Hello(resource.Resource):
         return b"hello over TLS from " + (request.getHeader(b"host") or b"?")
 
 
+class Named(resource.Resource):
+    """
+    Answers every GET with C{I am NAME}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, name: str) -> None:
+        resource.Resource.__init__(self)
+        self.name = name
+
+    def render_GET(self, request: Any) -> bytes:
+        return "I am {}".format(self.name).encode()
+
+
 def listenHTTPS(case: Any, certificates: TestCertificates, files: tuple[str, str] | None = None,
                 clientCA: str | None = None) -> int:
     """

@@ -422,7 +422,7 @@ class SNIBackend:
         return self.routes.get("*")
 
     def connect(self, factory: Any, timeout: float) -> _Choice:
-        from txvaurien.tls.server import whenServerName
+        from txvaurien.tls.server import refuse, whenServerName
 
         choice = _Choice()
         connection = getattr(factory, "connection", None)
@@ -438,12 +438,15 @@ class SNIBackend:
             return choice
 
         def named(name: str | None) -> None:
+            raw.pauseProducing()
             backend = self.choose(name)
             if backend is None:
-                # Let the handshake finish so that the client reads the error.
+                _log.warn("{backend}: no backend for server name {name!r}: "
+                          "refused with an unrecognized_name alert",
+                          backend=self.description, name=name)
+                refuse(tlsProtocol, "unrecognized_name")
                 self.reactor.callLater(0, fail, name)
                 return
-            raw.pauseProducing()
             self.reactor.callLater(0, dial, backend)
 
         def dial(backend: Any) -> None:

@@ -103,6 +103,24 @@ def serverName(tlsProtocol: Any) -> str | None:
     return _names.get(tlsProtocol)
 
 
+def refuse(tlsProtocol: Any, alert: str) -> None:
+    """
+    End a client's handshake with the fatal TLS alert named C{alert}
+    (C{"unrecognized_name"}, C{"handshake_failure"}...; see
+    L{txvaurien.tls.metrics.ALERTS}), written on the socket beneath TLS,
+    then close the connection.
+    """
+    from txvaurien.tls.metrics import ALERT_NUMBERS
+
+    raw = tlsProtocol.transport
+    METRICS.failure("server", "proxy sent " + alert)
+    # An alert record: content type 21, TLS 1.2 record version, length 2,
+    # level fatal (2), description.
+    raw.write(b"\x15\x03\x03\x00\x02\x02" + bytes([ALERT_NUMBERS[alert]]))
+    tlsProtocol._aborted = True
+    raw.loseConnection()
+
+
 def _alpnFor(tlsProtocol: Any) -> Sequence[bytes]:
     factory = getattr(getattr(tlsProtocol, "factory", None), "wrappedFactory", None)
     handler = getattr(factory, "handler", None)
@@ -349,6 +367,7 @@ __all__ = [
     "TLSServerEndpoint",
     "TLSServerParser",
     "serverName",
+    "refuse",
     "setFault",
     "whenServerName",
 ]
