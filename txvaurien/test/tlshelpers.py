@@ -207,7 +207,8 @@ def listenHTTPS(case: Any, certificates: TestCertificates, files: tuple[str, str
 @defer.inlineCallbacks
 def listenTLSProxy(case: Any, backend: Any, listen: str, protocol: str = "http",
                    behavior: str = "100:dummy",
-                   settings: dict[str, dict[str, Any]] | None = None) -> Any:
+                   settings: dict[str, dict[str, Any]] | None = None,
+                   scope: str | None = None) -> Any:
     """
     A proxy on the real reactor listening on C{listen} (an endpoint string
     such as C{ssl:0:privateKey=...}; C{ssl:} goes through
@@ -221,7 +222,8 @@ def listenTLSProxy(case: Any, backend: Any, listen: str, protocol: str = "http",
 
     registry = testRegistry()
     handler = registry.protocols.get(protocol).configure({})
-    scope = "request" if handler.framesRequests else CONNECTION
+    if scope is None:
+        scope = "request" if handler.framesRequests else CONNECTION
     table = buildTable(behavior, registry, settings, scope)
     factory = ProxyServerFactory(backend, handler, table, reactor, RandomSource(1))
     endpoint = serverFromString(reactor, listenDescription(listen))

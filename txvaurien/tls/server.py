@@ -139,6 +139,8 @@ class ServerTLS:
         per server name, or L{None} to serve only the given certificate.
     @ivar alpn: protocols to answer over ALPN, or L{None} for the
         protocol handler's.
+    @ivar chain: the certificate chain given (leaf first), or empty.
+    @ivar key: its private key.
     """
 
     def __init__(
@@ -159,6 +161,8 @@ class ServerTLS:
         self.defaultName = defaultName
         self._clientCA = list(clientCA)
         self._minted: OrderedDict[str, SSL.Context] = OrderedDict()
+        self.chain = list(chain or ())
+        self.key = key
         if chain:
             self._front = self.context(chain, key)
         else:

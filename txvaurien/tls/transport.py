@@ -51,6 +51,24 @@ class HalfCloseTLS(BufferingTLSTransport):
         self._flushSendBIO()
         self.transport.loseWriteConnection()
 
+    def useContext(self, context: Any) -> None:
+        """
+        Make this connection's TLS from C{context} instead, before its
+        handshake has begun (protocol versions are fixed when the OpenSSL
+        connection is made, so a context switched to later, for the
+        server name, cannot change them).
+        """
+        from OpenSSL.SSL import Connection
+
+        assert not self._handshakeDone
+        connection = Connection(context, None)
+        if self.factory._isClient:
+            connection.set_connect_state()
+        else:
+            connection.set_accept_state()
+        connection.set_app_data(self)
+        self._tlsConnection = connection
+
     def _flushSendBIO(self) -> None:
         # The socket may be gone already: a TLS error on a half-closed
         # socket closes it at once, from inside the read loop.
@@ -62,12 +80,17 @@ class HalfCloseTLS(BufferingTLSTransport):
 class TLSFactory(TLSMemoryBIOFactory):
     """
     A L{TLSMemoryBIOFactory} whose connections are L{HalfCloseTLS}.
+
+    @ivar creator: the connection creator (L{txvaurien.tls.server.ServerTLS}
+        or L{txvaurien.tls.client.ClientTLS}).
     """
 
     protocol = HalfCloseTLS
 
     def __init__(self, creator: Any, isClient: bool, wrappedFactory: Any) -> None:
         TLSMemoryBIOFactory.__init__(self, creator, isClient, wrappedFactory)
+        self.creator = creator
+        self._isClient = isClient
 
 
 __all__ = ["HalfCloseTLS", "TLSFactory"]
