@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
@@ -67,7 +67,7 @@ class TLSFaultTests(TestCase):
                               {name: settings} if settings else None, scope="connection")
 
     @defer.inlineCallbacks
-    def assertVerifyError(self, kind: str, message: str) -> Any:
+    def assertVerifyError(self, kind: str, message: str) -> Generator[Any, Any, Any]:
         proxy = yield self.proxy("100:tls_certificate", kind=kind)
         failure = yield self.assertFailure(
             inThread(_handshake, proxy.port, self.certs.caFile),
@@ -112,7 +112,7 @@ class TLSFaultTests(TestCase):
         return self.assertVerifyError("untrusted_ca", "unable to get local issuer certificate")
 
     @defer.inlineCallbacks
-    def test_curlRefusesExpiredCertificate(self) -> None:
+    def test_curlRefusesExpiredCertificate(self) -> Generator[Any, Any, Any]:
         """
         curl refuses the expired certificate with exit code 60.
         """
@@ -124,7 +124,7 @@ class TLSFaultTests(TestCase):
         self.assertIn(b"expired", err)
 
     @defer.inlineCallbacks
-    def test_zeroToxicityLeavesCertificateAlone(self) -> None:
+    def test_zeroToxicityLeavesCertificateAlone(self) -> Generator[Any, Any, Any]:
         """
         With C{toxicity=0} the behavior never applies: the handshake
         succeeds and the backend answers.
@@ -135,7 +135,7 @@ class TLSFaultTests(TestCase):
         self.assertIn(b"I am backend", body)
 
     @defer.inlineCallbacks
-    def test_alertHandshakeFailure(self) -> None:
+    def test_alertHandshakeFailure(self) -> Generator[Any, Any, Any]:
         """
         C{tls_alert} answers the hello with a C{handshake_failure} alert
         (curl exits with 35), counted as a failure by reason.
@@ -153,7 +153,7 @@ class TLSFaultTests(TestCase):
         self.assertEqual(METRICS.failures.get(key, 0) - before, 2)
 
     @defer.inlineCallbacks
-    def test_alertChosen(self) -> None:
+    def test_alertChosen(self) -> Generator[Any, Any, Any]:
         """
         C{alert=internal_error} sends that alert.
         """
@@ -163,7 +163,7 @@ class TLSFaultTests(TestCase):
         self.assertIn("ALERT_INTERNAL_ERROR", str(failure))
 
     @defer.inlineCallbacks
-    def test_delayTimesOutHandshake(self) -> None:
+    def test_delayTimesOutHandshake(self) -> Generator[Any, Any, Any]:
         """
         C{tls_delay} stalls the handshake: a client with a 0.5 s timeout
         times out in the handshake.
@@ -174,7 +174,7 @@ class TLSFaultTests(TestCase):
         self.assertIn("handshake", str(failure))
 
     @defer.inlineCallbacks
-    def test_delayThenHandshake(self) -> None:
+    def test_delayThenHandshake(self) -> Generator[Any, Any, Any]:
         """
         A client more patient than the delay completes its handshake
         after it.
@@ -186,7 +186,7 @@ class TLSFaultTests(TestCase):
         self.assertTrue(version.startswith("TLSv1"))
 
     @defer.inlineCallbacks
-    def test_oldVersionRefusedByCurrentClient(self) -> None:
+    def test_oldVersionRefusedByCurrentClient(self) -> Generator[Any, Any, Any]:
         """
         C{tls_old_version} offers only TLS 1.0: a default client refuses
         it, curl exits with 35, and a client that allows TLS 1.0 gets it.

@@ -7,6 +7,8 @@ C{twistd}.
 
 from __future__ import annotations
 
+from typing import Any, Generator
+
 import os
 import ssl
 import sys
@@ -31,7 +33,8 @@ def _peerNames(port: int, cafile: str, name: str) -> list[str]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=name) as s:
             cert = s.getpeercert()
-    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    alt: Any = cert.get("subjectAltName", ())
+    return [value for kind, value in alt if kind == "DNS"]
 
 
 class MintingTests(TestCase):
@@ -50,7 +53,7 @@ class MintingTests(TestCase):
         self.plain = parseBackend(reactor, "127.0.0.1:{}".format(port))
 
     @defer.inlineCallbacks
-    def test_caGeneratedInDirectoryAndMintsPerName(self) -> None:
+    def test_caGeneratedInDirectoryAndMintsPerName(self) -> Generator[Any, Any, Any]:
         """
         With C{caDir}, a CA is generated there on first use; a client that
         trusts it reaches the proxy as C{a.test} and as C{b.test}, each
@@ -95,7 +98,7 @@ class MintingTests(TestCase):
         self.assertEqual(METRICS.minted - before, 3)
 
     @defer.inlineCallbacks
-    def test_curlWithSNIForTwoNames(self) -> None:
+    def test_curlWithSNIForTwoNames(self) -> Generator[Any, Any, Any]:
         """
         curl, trusting the given CA (C{caCert}/C{caKey}), reaches two host
         names through one listener, each routed by its server name to its
@@ -117,7 +120,7 @@ class MintingTests(TestCase):
             self.assertEqual((code, out), (0, expected), err)
 
     @defer.inlineCallbacks
-    def test_unknownServerNameRefusedWithAlert(self) -> None:
+    def test_unknownServerNameRefusedWithAlert(self) -> Generator[Any, Any, Any]:
         """
         A server name no route names, without a C{*} route, is refused at
         the handshake with an C{unrecognized_name} alert (as a server
@@ -221,7 +224,7 @@ class BadListenerInputTests(TestCase):
         self.assertListenError("interface=127.0.0.1", "give privateKey")
 
     @defer.inlineCallbacks
-    def test_twistdExitsWithOneLineError(self) -> None:
+    def test_twistdExitsWithOneLineError(self) -> Generator[Any, Any, Any]:
         """
         Through a real C{twistd}, a key that does not match its
         certificate stops the start with exit status 1 and the reason.

@@ -7,7 +7,7 @@ strings' errors.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -133,7 +133,7 @@ class OriginationTests(TestCase):
         return parseBackend(self.reactor, text)
 
     @defer.inlineCallbacks
-    def test_verifiedBackendReached(self) -> None:
+    def test_verifiedBackendReached(self) -> Generator[Any, Any, Any]:
         """
         A backend whose certificate chains to C{caFile} and names the host
         is reached; the server name sent is the host's.
@@ -148,7 +148,7 @@ class OriginationTests(TestCase):
         self.assertEqual(out, b"hello over TLS from 127.0.0.1:" + str(proxy.port).encode())
 
     @defer.inlineCallbacks
-    def test_untrustedBackendGives502NamingReason(self) -> None:
+    def test_untrustedBackendGives502NamingReason(self) -> Generator[Any, Any, Any]:
         """
         Verified against the system's roots, the test CA is unknown: the
         HTTP client gets a 502 naming the reason, and a warning names the
@@ -166,7 +166,7 @@ class OriginationTests(TestCase):
         self.assertIn("unable to get local issuer certificate", logged)
 
     @defer.inlineCallbacks
-    def test_expiredBackendCertificateNamed(self) -> None:
+    def test_expiredBackendCertificateNamed(self) -> Generator[Any, Any, Any]:
         """
         An expired backend certificate is named as such in the 502.
         """
@@ -179,7 +179,7 @@ class OriginationTests(TestCase):
         self.assertIn(b"certificate has expired", body)
 
     @defer.inlineCallbacks
-    def test_wrongHostGives502NamingHost(self) -> None:
+    def test_wrongHostGives502NamingHost(self) -> Generator[Any, Any, Any]:
         """
         A certificate from a trusted CA for another name fails the
         service-identity check, and the 502 says which name was expected.
@@ -193,7 +193,7 @@ class OriginationTests(TestCase):
         self.assertIn(b"does not name 'localhost'", body)
 
     @defer.inlineCallbacks
-    def test_redisClientGetsErrNamingReason(self) -> None:
+    def test_redisClientGetsErrNamingReason(self) -> Generator[Any, Any, Any]:
         """
         With the redis handler, the client gets a C{-ERR} line naming the
         verification failure.
@@ -206,7 +206,7 @@ class OriginationTests(TestCase):
         self.assertIn(b"certificate verify failed", reply)
 
     @defer.inlineCallbacks
-    def test_smtpClientGets421NamingReason(self) -> None:
+    def test_smtpClientGets421NamingReason(self) -> Generator[Any, Any, Any]:
         """
         With the smtp handler, the client's greeting is a C{421} naming
         the verification failure.
@@ -219,7 +219,7 @@ class OriginationTests(TestCase):
         self.assertIn(b"certificate verify failed", reply)
 
     @defer.inlineCallbacks
-    def test_verifyOffReachesUntrustedBackend(self) -> None:
+    def test_verifyOffReachesUntrustedBackend(self) -> Generator[Any, Any, Any]:
         """
         With C{verify=no}, an untrusted backend is reached.
         """
@@ -230,7 +230,7 @@ class OriginationTests(TestCase):
         self.assertTrue(body.startswith(b"HTTP/1.1 200"), body)
 
     @defer.inlineCallbacks
-    def test_clientCertificatePresented(self) -> None:
+    def test_clientCertificatePresented(self) -> Generator[Any, Any, Any]:
         """
         A backend that requires a client certificate accepts the proxy's
         C{certificate}/C{privateKey}, and refuses it without one.  (Under
@@ -249,7 +249,7 @@ class OriginationTests(TestCase):
         self.assertFalse(body.startswith(b"HTTP/1.1 200"), body)
 
     @defer.inlineCallbacks
-    def test_handshakeTimeoutGives502(self) -> None:
+    def test_handshakeTimeoutGives502(self) -> Generator[Any, Any, Any]:
         """
         A backend that accepts TCP but never answers the hello fails the
         connection after the connect timeout, with a 502 saying so.
@@ -264,7 +264,7 @@ class OriginationTests(TestCase):
         self.assertIn(b"timed out", body)
 
     @defer.inlineCallbacks
-    def test_terminationAndOriginationAtOnce(self) -> None:
+    def test_terminationAndOriginationAtOnce(self) -> Generator[Any, Any, Any]:
         """
         TLS on both legs: curl (with ALPN) and Python's ssl reach the HTTPS
         backend through the proxy's own TLS.

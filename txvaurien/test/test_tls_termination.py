@@ -5,6 +5,8 @@ the proxy and never a reason to fail a handshake, client certificates.
 
 from __future__ import annotations
 
+from typing import Any, Generator
+
 import ssl
 
 from twisted.internet import defer
@@ -56,7 +58,7 @@ class TerminationTests(TestCase):
         self.assertTrue(verifyObject(IOpenSSLServerConnectionCreator, ServerTLS(chain, key)))
 
     @defer.inlineCallbacks
-    def test_alpnHttpAnsweredForHttpHandler(self) -> None:
+    def test_alpnHttpAnsweredForHttpHandler(self) -> Generator[Any, Any, Any]:
         """
         A client offering C{h2} and C{http/1.1} to a proxy with the http
         handler negotiates C{http/1.1} and gets the backend's answer.
@@ -69,7 +71,7 @@ class TerminationTests(TestCase):
         self.assertIn(b"hello over TLS from localhost", body)
 
     @defer.inlineCallbacks
-    def test_alpnWithoutOverlapDoesNotFailHandshake(self) -> None:
+    def test_alpnWithoutOverlapDoesNotFailHandshake(self) -> Generator[Any, Any, Any]:
         """
         A client offering only protocols the proxy does not speak still
         completes its handshake, with no protocol negotiated.
@@ -81,7 +83,7 @@ class TerminationTests(TestCase):
         self.assertIn(b"200 OK", body)
 
     @defer.inlineCallbacks
-    def test_alpnOfferedToTcpHandlerDoesNotFailHandshake(self) -> None:
+    def test_alpnOfferedToTcpHandlerDoesNotFailHandshake(self) -> Generator[Any, Any, Any]:
         """
         With the C{tcp} handler (which speaks no ALPN protocol), a client
         offering ALPN completes its handshake and its bytes go through.
@@ -93,7 +95,7 @@ class TerminationTests(TestCase):
         self.assertIn(b"hello over TLS", body)
 
     @defer.inlineCallbacks
-    def test_curlWithAlpn(self) -> None:
+    def test_curlWithAlpn(self) -> Generator[Any, Any, Any]:
         """
         curl (which offers ALPN) gets an HTTP/1.1 200 through the TLS
         listener, and the handshake is counted.
@@ -109,7 +111,7 @@ class TerminationTests(TestCase):
         self.assertGreater(METRICS.handshakes["server"], before)
 
     @defer.inlineCallbacks
-    def test_clientCertificateRequired(self) -> None:
+    def test_clientCertificateRequired(self) -> Generator[Any, Any, Any]:
         """
         With C{clientCA}, a client without a certificate is refused at the
         handshake and one with a certificate from that CA gets through.

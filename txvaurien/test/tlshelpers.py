@@ -196,7 +196,7 @@ def listenHTTPS(case: Any, certificates: TestCertificates, files: tuple[str, str
         extra["verify"] = True
         extra["requireCertificate"] = True
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+        privateKey=crypto.PKey.from_cryptography_key(key),
         certificate=crypto.X509.from_cryptography(cert), **extra
     )
     port = reactor.listenSSL(0, server.Site(_Hello()), options, interface="127.0.0.1")

@@ -200,7 +200,7 @@ class ClientTLS:
                 _VERIFY_ERRORS.get(errno, "X509 verify error {}".format(errno)),
                 "" if depth == 0 else " (at chain depth {})".format(depth),
             )
-        if reason.check(SSL.Error):
+        if isinstance(reason.value, SSL.Error):
             return "TLS handshake failed: " + _sslReason(reason.value)
         return "connection lost during the TLS handshake: " + reason.getErrorMessage()
 
@@ -233,17 +233,18 @@ class _Handshake(Protocol):
 
     def handshakeCompleted(self) -> None:
         attempt = self.attempt
-        why = attempt.creator.checkName(self.transport.getHandle())
+        tls: Any = self.transport
+        why = attempt.creator.checkName(tls.getHandle())
         if why is not None:
             attempt.failed(why)
-            self.transport.abortConnection()
+            tls.abortConnection()
             return
         self.done = True
         attempt.connected()
         METRICS.handshake("client")
-        protocol = attempt.factory.buildProtocol(self.transport.getPeer())
-        self.transport.wrappedProtocol = protocol
-        protocol.makeConnection(self.transport)
+        protocol = attempt.factory.buildProtocol(tls.getPeer())
+        tls.wrappedProtocol = protocol
+        protocol.makeConnection(tls)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         if not self.done:
@@ -295,8 +296,9 @@ class _TLSAttempt:
 
     def _abort(self) -> None:
         handshake = self.handshake
-        if handshake is not None and handshake.transport is not None:
-            handshake.transport.abortConnection()
+        tls: Any = handshake.transport if handshake is not None else None
+        if tls is not None:
+            tls.abortConnection()
         else:
             try:
                 self.connector.stopConnecting()

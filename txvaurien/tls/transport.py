@@ -49,7 +49,8 @@ class HalfCloseTLS(BufferingTLSTransport):
         except Error:
             pass
         self._flushSendBIO()
-        self.transport.loseWriteConnection()
+        raw: Any = self.transport
+        raw.loseWriteConnection()
 
     def useContext(self, context: Any) -> None:
         """
@@ -62,7 +63,8 @@ class HalfCloseTLS(BufferingTLSTransport):
 
         assert not self._handshakeDone
         connection = Connection(context, None)
-        if self.factory._isClient:
+        factory: Any = self.factory
+        if factory._isClient:
             connection.set_connect_state()
         else:
             connection.set_accept_state()
