@@ -29,7 +29,7 @@ class TLSAlert(Behavior):
 
     Example::
 
-        twistd -n vaurien --proxy ssl:8443:privateKey=key.pem \\
+        twistd -n vaurien --proxy ssl:8443:privateKey=key.pem:certKey=cert.pem \\
             --backend 127.0.0.1:8080 --behavior 10:tls_alert \\
             --behavior-tls-alert-alert internal_error
     """

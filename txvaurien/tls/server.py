@@ -52,7 +52,7 @@ SERVER_OPTIONS: dict[str, tuple[str, Any, Any]] = {
                    "unless certKey is given)", str, None),
     "certKey": ("PEM file of the server's certificate, then its chain", str, None),
     "extraCertChain": ("PEM file of intermediate certificates to send", str, None),
-    "interface": ("Address to listen on", str, ""),
+    "interface": ("Address to listen on (default: all)", str, None),
     "backlog": ("Listen queue length", options.Number(int, 1), 50),
     "caCert": ("PEM file of a CA that signs a certificate for each server "
                "name clients ask for (with caKey)", str, None),
@@ -360,7 +360,7 @@ class TLSServerParser:
         creator = ServerTLS.fromSettings(settings)
         return TLSServerEndpoint(
             reactor, int(port), creator,
-            backlog=settings["backlog"], interface=settings["interface"],
+            backlog=settings["backlog"], interface=settings["interface"] or "",
         )
 
 
