@@ -51,10 +51,8 @@ class TLSAlert(Behavior):
             return None
         tlsProtocol = found[0]
         alert = self.settings["alert"]
-        raw = tlsProtocol.transport
-        # Read the client's hello (the proxy has paused it), then answer it.
+        # Answer the client's hello (read while the proxy waits).
         whenServerName(tlsProtocol, lambda name: refuse(tlsProtocol, alert))
-        raw.resumeProducing()
         # Never dial the backend; the client's leaving cancels this.
         return Deferred()
 

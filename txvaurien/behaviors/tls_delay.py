@@ -42,10 +42,16 @@ class TLSDelay(Behavior):
     }
 
     def connectionMade(self, connection: IConnection) -> Any:
-        # The proxy reads nothing from its client (the hello included)
-        # until the backend is dialled and connected: delaying the dial
-        # stalls the handshake.
         delay = self.settings["delay"] / 1000.0
+        tlsProtocol: Any = getattr(getattr(connection, "client", None), "transport", None)
+        if hasattr(tlsProtocol, "hold"):
+            # Stop reading the hello; the backend is dialled meanwhile.
+            tlsProtocol.hold()
+            if delay > 0:
+                connection.callLater(delay, tlsProtocol.release)
+            return None
+        # A plain listener: delay the dial, as slow_open does (the proxy
+        # reads nothing from its client until the backend is connected).
         calls: list[Any] = []
 
         def cancel(d: Deferred[Any]) -> None:

@@ -287,6 +287,46 @@ class OriginationTests(TestCase):
         self.assertIn(b"200 OK", body)
 
 
+class ResumptionTests(TestCase):
+    """
+    The proxy resumes its TLS sessions with a backend.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_secondConnectionResumesSession(self) -> Generator[Any, Any, None]:
+        """
+        The second connection to a backend that issues session tickets
+        resumes the first one's session (a shorter handshake), and is
+        still checked against the backend's name.
+        """
+        from OpenSSL.SSL import _lib
+        from twisted.internet import reactor
+        from twisted.web import server
+
+        from txvaurien.endpoints import TCPBackend
+        from txvaurien.test.tlshelpers import _Hello
+
+        certs = TestCertificates(self)
+        plain = listenBackend(self, server.Site(_Hello()))
+        # A TLS server that issues tickets: txvaurien's own listener.
+        tlsServer = yield listenTLSProxy(
+            self, TCPBackend(reactor, "127.0.0.1", plain),
+            "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
+                certs.keyFile, certs.certFile))
+        backend = parseBackend(reactor, "tls:host=localhost:port={}:caFile={}".format(
+            tlsServer.port, certs.caFile))
+        proxy = yield listenTLSProxy(self, backend, PLAIN)
+        reused = []
+        for _ in range(2):
+            body = yield inThread(exchange, proxy.port, get())
+            self.assertTrue(body.startswith(b"HTTP/1.1 200"), body)
+            latest = backend.creator._latest
+            reused.append(_lib.SSL_session_reused(latest._ssl))
+        self.assertEqual(reused, [0, 1])
+
+
 class ClientTLSTests(TestCase):
     """
     L{ClientTLS} on its own.

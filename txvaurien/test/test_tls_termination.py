@@ -126,3 +126,21 @@ class TerminationTests(TestCase):
             inThread(pythonClient, proxy.port, self.certs.caFile, request=get()),
             ssl.SSLError, ConnectionError)
         self.assertIn("CERTIFICATE_REQUIRED", str(failure).upper())
+
+    @defer.inlineCallbacks
+    def test_handshakeDoesNotWaitForBackend(self) -> Generator[Any, Any, None]:
+        """
+        The client's handshake proceeds while the backend is being
+        connected: with the dial delayed by a second (C{slow_open}), a
+        client with a half-second timeout completes its handshake, and its
+        request is answered once the backend is there.
+        """
+        proxy = yield listenTLSProxy(self, self.backend, self.listen, "http",
+                                     "100:slow_open", {"slow_open": {"delay": 1000.0}},
+                                     scope="connection")
+        chosen, body = yield inThread(pythonClient, proxy.port, self.certs.caFile,
+                                      ["http/1.1"], timeout=0.5)
+        self.assertEqual(chosen, "http/1.1")
+        chosen, body = yield inThread(pythonClient, proxy.port, self.certs.caFile,
+                                      request=get(), timeout=5.0)
+        self.assertIn(b"200 OK", body)

@@ -143,6 +143,9 @@ class ClientTLS:
                 ctx.add_extra_chain_cert(extra)
             ctx.use_privatekey(key)
         self._context = ctx
+        # The latest connection whose handshake succeeded: its session
+        # (ticket) resumes the next handshake, as clients do.
+        self._latest: SSL.Connection | None = None
 
     @classmethod
     def fromSettings(cls, settings: dict[str, Any], description: str) -> "ClientTLS":
@@ -183,6 +186,11 @@ class ClientTLS:
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         conn = SSL.Connection(self._context, None)
+        latest = self._latest
+        if latest is not None:
+            session = latest.get_session()
+            if session is not None:
+                conn.set_session(session)
         if self.sni:
             conn.set_tlsext_host_name(self.sni.encode("idna"))
         if self.alpn:
@@ -206,8 +214,15 @@ class ClientTLS:
 
     def checkName(self, conn: SSL.Connection) -> str | None:
         """
-        The reason the certificate does not name the backend, or L{None}.
+        The reason the certificate does not name the backend, or L{None};
+        a connection that passes may lend its session to the next one.
         """
+        why = self._checkName(conn)
+        if why is None:
+            self._latest = conn
+        return why
+
+    def _checkName(self, conn: SSL.Connection) -> str | None:
         if not self.verify:
             return None
         try:
@@ -429,8 +444,7 @@ class SNIBackend:
         choice = _Choice()
         connection = getattr(factory, "connection", None)
         tlsProtocol = getattr(getattr(connection, "client", None), "transport", None)
-        raw = getattr(tlsProtocol, "transport", None)
-        if raw is None or not hasattr(tlsProtocol, "getHandle"):
+        if not hasattr(tlsProtocol, "hold"):
             backend = self.choose(None)
             if backend is None:
                 factory.clientConnectionFailed(None, Failure(TLSBackendError(
@@ -440,7 +454,8 @@ class SNIBackend:
             return choice
 
         def named(name: str | None) -> None:
-            raw.pauseProducing()
+            # Called by OpenSSL while it reads the client's hello: act on
+            # the next turn.
             backend = self.choose(name)
             if backend is None:
                 _log.warn("{backend}: no backend for server name {name!r}: "
@@ -460,9 +475,8 @@ class SNIBackend:
                 factory.clientConnectionFailed(None, Failure(TLSBackendError(
                     "no backend for server name {!r}".format(name))))
 
-        # The proxy does not read from the client until the backend is
-        # connected: read its hello, which names the server.
-        raw.resumeProducing()
+        # The listener reads the client's hello while the proxy waits for
+        # the backend (see txvaurien.tls.transport): its server name comes.
         whenServerName(tlsProtocol, named)
         return choice
 

@@ -1,6 +1,7 @@
 # -*- test-case-name: txvaurien.test.test_tls_termination -*-
 """
-A TLS transport that half-closes.
+A TLS transport that half-closes, and handshakes while its reader is
+paused.
 
 Twisted's L{TLSMemoryBIOProtocol} has no C{loseWriteConnection}: the
 proxy's half-close reached the TCP socket beneath it (through
@@ -8,6 +9,13 @@ C{ProtocolWrapper.__getattr__}), sending a FIN without TLS's
 C{close_notify} and ahead of records still held back for aggregation.
 L{HalfCloseTLS} sends what it holds, then C{close_notify}, then the FIN,
 and keeps reading.
+
+The proxy pauses its client until the backend is connected.  A TLS
+client's handshake then waited for the backend's connection (and its own
+handshake) to be over; L{HalfCloseTLS} goes on reading while its
+application is paused but the handshake is not done, and holds back only
+the decrypted bytes, so the two handshakes overlap.  L{HalfCloseTLS.hold}
+stops the handshake itself (the C{tls_delay} behavior).
 """
 
 from __future__ import annotations
@@ -27,10 +35,69 @@ class HalfCloseTLS(BufferingTLSTransport):
     for it forever).
     """
 
+    _appPaused = False
+    _held = 0
+
     @property
     def producer(self) -> Any:
         membrane = self._producer
         return None if membrane is None else membrane._producer
+
+    # Reading: the socket is read while the handshake needs it, unless held;
+    # decrypted bytes reach the application only when it is not paused.
+
+    def _updateReading(self) -> None:
+        raw: Any = self.transport
+        if raw is None or self._lostTLSConnection:
+            return
+        if self._held or (self._appPaused and self._handshakeDone):
+            raw.pauseProducing()
+        else:
+            raw.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        """
+        Deliver no more decrypted bytes; read only what the handshake
+        still needs.
+        """
+        self._appPaused = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        """
+        Deliver what was decrypted meanwhile, and read again.
+        """
+        self._appPaused = False
+        self._updateReading()
+        if self._handshakeDone and not self._lostTLSConnection and self._tlsConnection:
+            self._flushReceiveBIO()
+
+    def hold(self) -> None:
+        """
+        Stop reading the socket, handshake included, until L{release}.
+        """
+        self._held += 1
+        self._updateReading()
+
+    def release(self) -> None:
+        """
+        Undo one L{hold}.
+        """
+        self._held = max(0, self._held - 1)
+        self._updateReading()
+
+    def _checkHandshakeStatus(self) -> None:
+        BufferingTLSTransport._checkHandshakeStatus(self)
+        if self._handshakeDone and self._appPaused:
+            self._updateReading()
+
+    def _flushReceiveBIO(self) -> None:
+        if self._appPaused and not self._lostTLSConnection:
+            # Leave decrypted bytes in OpenSSL until the application
+            # resumes; answer what the handshake asks meanwhile.
+            self._flushSendBIO()
+            return
+        BufferingTLSTransport._flushReceiveBIO(self)
 
     def loseWriteConnection(self) -> None:
         """
