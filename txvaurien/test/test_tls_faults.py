@@ -138,7 +138,8 @@ class TLSFaultTests(TestCase):
     def test_alertHandshakeFailure(self) -> Generator[Any, Any, Any]:
         """
         C{tls_alert} answers the hello with a C{handshake_failure} alert
-        (curl exits with 35), counted as a failure by reason.
+        (curl exits with 35), counted as a failure by reason in the
+        Prometheus metrics.
         """
         requireBinary("curl", "curl")
         key = ("server", "proxy sent handshake_failure")
@@ -151,6 +152,8 @@ class TLSFaultTests(TestCase):
                                     "https://localhost:{}/".format(proxy.port))
         self.assertEqual(code, 35, err)
         self.assertEqual(METRICS.failures.get(key, 0) - before, 2)
+        self.assertIn('txvaurien_tls_handshake_failures_total{reason="proxy sent '
+                      'handshake_failure",side="server"}', METRICS.prometheus())
 
     @defer.inlineCallbacks
     def test_alertChosen(self) -> Generator[Any, Any, Any]:

@@ -151,8 +151,8 @@ class OriginationTests(TestCase):
     def test_untrustedBackendGives502NamingReason(self) -> Generator[Any, Any, Any]:
         """
         Verified against the system's roots, the test CA is unknown: the
-        HTTP client gets a 502 naming the reason, and a warning names the
-        backend and the reason.
+        HTTP client gets a 502 naming the reason, a warning names the
+        backend and the reason, and the failure is counted by reason.
         """
         events = _logged(self)
         port = listenHTTPS(self, self.certs)
@@ -164,6 +164,10 @@ class OriginationTests(TestCase):
         logged = _texts(events)
         self.assertIn("cannot reach backend " + text, logged)
         self.assertIn("unable to get local issuer certificate", logged)
+        from txvaurien.tls.metrics import METRICS
+
+        self.assertIn(("client", "certificate verify failed: unable to get local issuer "
+                       "certificate (untrusted CA)"), METRICS.failures)
 
     @defer.inlineCallbacks
     def test_expiredBackendCertificateNamed(self) -> Generator[Any, Any, Any]:

@@ -3,10 +3,20 @@
 TLS counters: handshakes completed and failed, by side and reason.
 
 One L{TLSMetrics} is shared by the process (L{METRICS}); the contexts of
-L{txvaurien.tls.server} and L{txvaurien.tls.client} count into it.
+L{txvaurien.tls.server} and L{txvaurien.tls.client} count into it.  It is
+a Prometheus collector: C{registry.register(METRICS)} adds
+C{txvaurien_tls_handshakes_total{side}},
+C{txvaurien_tls_handshake_failures_total{side,reason}} and
+C{txvaurien_tls_certificates_minted_total} to a registry.
+
+Failure reasons are bounded: the TLS alert sent or received, or the
+certificate verification error (OpenSSL's short list), never a name or
+an address.
 """
 
 from __future__ import annotations
+
+from typing import Any, Iterator
 
 #: TLS alert descriptions (RFC 8446 section 6), by number.
 ALERTS = {
@@ -71,32 +81,38 @@ class TLSMetrics:
         key = (side, reason)
         self.failures[key] = self.failures.get(key, 0) + 1
 
+    def collect(self) -> Iterator[Any]:
+        """
+        The counters as Prometheus metric families (a collector for
+        L{prometheus_client.CollectorRegistry.register}).
+        """
+        from prometheus_client.core import CounterMetricFamily
+
+        handshakes = CounterMetricFamily(
+            "txvaurien_tls_handshakes", "TLS handshakes completed, with clients "
+            "(side=server) or with backends (side=client)", labels=["side"])
+        for side, count in sorted(self.handshakes.items()):
+            handshakes.add_metric([side], count)
+        failures = CounterMetricFamily(
+            "txvaurien_tls_handshake_failures", "TLS handshakes failed, by side and reason",
+            labels=["side", "reason"])
+        for (side, reason), count in sorted(self.failures.items()):
+            failures.add_metric([side, reason], count)
+        minted = CounterMetricFamily(
+            "txvaurien_tls_certificates_minted", "Certificates minted on the fly")
+        minted.add_metric([], self.minted)
+        return iter([handshakes, failures, minted])
+
     def prometheus(self) -> str:
         """
         The counters in Prometheus' text format.
         """
-        lines = [
-            "# HELP txvaurien_tls_handshakes_total TLS handshakes completed.",
-            "# TYPE txvaurien_tls_handshakes_total counter",
-        ]
-        for side, count in sorted(self.handshakes.items()):
-            lines.append('txvaurien_tls_handshakes_total{{side="{}"}} {}'.format(side, count))
-        lines += [
-            "# HELP txvaurien_tls_handshake_failures_total TLS handshakes failed, by reason.",
-            "# TYPE txvaurien_tls_handshake_failures_total counter",
-        ]
-        for (side, reason), count in sorted(self.failures.items()):
-            lines.append(
-                'txvaurien_tls_handshake_failures_total{{side="{}",reason="{}"}} {}'.format(
-                    side, reason.replace("\\", "\\\\").replace('"', '\\"'), count
-                )
-            )
-        lines += [
-            "# HELP txvaurien_tls_certificates_minted_total Certificates minted on the fly.",
-            "# TYPE txvaurien_tls_certificates_minted_total counter",
-            "txvaurien_tls_certificates_minted_total {}".format(self.minted),
-        ]
-        return "\n".join(lines) + "\n"
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.exposition import generate_latest
+
+        registry = CollectorRegistry()
+        registry.register(self)
+        return generate_latest(registry).decode("utf-8")
 
 
 #: The process's counters.
