@@ -144,3 +144,15 @@ class TerminationTests(TestCase):
         chosen, body = yield inThread(pythonClient, proxy.port, self.certs.caFile,
                                       request=get(), timeout=5.0)
         self.assertIn(b"200 OK", body)
+
+    @defer.inlineCallbacks
+    def test_eachHandshakeCountedOnce(self) -> Generator[Any, Any, None]:
+        """
+        Three client connections count three server-side handshakes (TLS
+        1.3 session tickets are not counted as handshakes).
+        """
+        proxy = yield listenTLSProxy(self, self.backend, self.listen, "http")
+        before = METRICS.handshakes["server"]
+        for _ in range(3):
+            yield inThread(pythonClient, proxy.port, self.certs.caFile, request=get())
+        self.assertEqual(METRICS.handshakes["server"] - before, 3)
