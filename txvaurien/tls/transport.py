@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from OpenSSL.SSL import Error
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 
 
@@ -65,11 +66,20 @@ class HalfCloseTLS(BufferingTLSTransport):
 
     def resumeProducing(self) -> None:
         """
-        Deliver what was decrypted meanwhile, and read again.
+        Read again, and deliver what was decrypted meanwhile on the next
+        reactor turn (as a socket's reads come: never from inside the
+        caller's own C{dataReceived}).
         """
         self._appPaused = False
         self._updateReading()
-        if self._handshakeDone and not self._lostTLSConnection and self._tlsConnection:
+        if self._handshakeDone and self._pending is None:
+            self._pending = self.factory._clock.callLater(0, self._deliverPending)
+
+    _pending: Any = None
+
+    def _deliverPending(self) -> None:
+        self._pending = None
+        if not (self._appPaused or self._lostTLSConnection or self._tlsConnection is None):
             self._flushReceiveBIO()
 
     def hold(self) -> None:
@@ -137,6 +147,12 @@ class HalfCloseTLS(BufferingTLSTransport):
             connection.set_accept_state()
         connection.set_app_data(self)
         self._tlsConnection = connection
+
+    def connectionLost(self, reason: Any = connectionDone) -> None:
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+        BufferingTLSTransport.connectionLost(self, reason)
 
     def _flushSendBIO(self) -> None:
         # The socket may be gone already: a TLS error on a half-closed
