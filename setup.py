@@ -21,9 +21,12 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["txvaurien", "txvaurien.*"])
     + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["txvaurien_plugin.py"]},
+    package_data={"twisted.plugins": ["txvaurien_plugin.py", "txvaurien_tls.py"]},
     install_requires=[
         "twisted[tls]>=23.10",
+        "pyOpenSSL>=24.3",
+        "cryptography>=42",
+        "service-identity>=21.1",
         "zope.interface>=5",
         "prometheus-client>=0.17",
         "httptools>=0.6",

@@ -6,6 +6,12 @@ C{tcp:host=127.0.0.1:port=6379}, C{unix:/tmp/s}, C{tls:...}) or Vaurien's
 C{host:port}.  Plain TCP backends are reached with
 L{IReactorTCP.connectTCP} directly, the cheapest way per connection; every
 other backend goes through its endpoint.
+
+TLS is handled by L{txvaurien.tls}: an C{ssl:} listener becomes a
+C{txvaurien-tls:} one (ALPN answered by the proxy, certificates minted per
+server name), a C{tls:} backend is verified before the proxy uses it, and
+C{sni:NAME=BACKEND|...} chooses a backend by the server name a TLS client
+asks for.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ def listenDescription(text: str) -> str:
     text = text.strip()
     if text.isdigit():
         return "tcp:{}:interface=127.0.0.1".format(text)
+    if text.startswith("ssl:"):
+        from txvaurien.tls import PREFIX
+
+        return PREFIX + text[3:]
     parsed = _hostPort(text)
     if parsed is None:
         return text
@@ -164,6 +174,71 @@ def _simpleTCP(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def splitDescription(text: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    An endpoint string's type, positional arguments and keywords
+    (C{\\:} escapes a colon).
+    """
+    parts = []
+    current = []
+    escaped = False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    positional = []
+    keywords = {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq:
+            keywords[key] = value
+        else:
+            positional.append(part)
+    return parts[0], positional, keywords
+
+
+def _checkTCP(text: str) -> None:
+    """
+    Say which part of a C{tcp:} client string is missing, instead of the
+    C{TypeError} its endpoint's constructor would raise.
+    """
+    kind, positional, keywords = splitDescription(text)
+    if kind not in ("tcp", "tcp6"):
+        return
+    missing = []
+    if not keywords.get("host") and not positional:
+        missing.append("host")
+    if "port" not in keywords and len(positional) < 2 - ("host" in keywords):
+        missing.append("port")
+    if missing:
+        raise EndpointError("{} missing in backend {!r} (expected {}:host=H:port=P)".format(
+            " and ".join(missing) + (" is" if len(missing) == 1 else " are"), text, kind))
+
+
+def _parseTLS(reactor: Any, text: str) -> Any:
+    from txvaurien.tls.certs import TLSConfigError
+    from txvaurien.tls.client import TLSBackend
+
+    kind, positional, keywords = splitDescription(text)
+    names = ["host", "port"]
+    for value in positional:
+        if not names:
+            raise EndpointError("too many positional arguments in {!r}".format(text))
+        keywords.setdefault(names.pop(0), value)
+    try:
+        return TLSBackend.fromString(reactor, text, keywords)
+    except (ValueError, TLSConfigError) as e:
+        raise EndpointError("backend {!r}: {}".format(text, e))
+
+
 def parseBackend(reactor: Any, text: str) -> Any:
     """
     The backend for a C{--backend} value.
@@ -171,6 +246,16 @@ def parseBackend(reactor: Any, text: str) -> Any:
     @raise EndpointError: saying what is wrong.
     """
     text = text.strip()
+    if text.startswith("tls:"):
+        return _parseTLS(reactor, text)
+    if text.startswith("sni:"):
+        from txvaurien.tls.client import SNIBackend
+
+        try:
+            return SNIBackend.fromString(reactor, text, parseBackend)
+        except ValueError as e:
+            raise EndpointError(str(e))
+    _checkTCP(text)
     parsed = _hostPort(text)
     if parsed is not None:
         host, port, _ = parsed

@@ -1,0 +1,181 @@
+# -*- test-case-name: txvaurien.test.test_tls_termination -*-
+"""
+A TLS transport that half-closes, and handshakes while its reader is
+paused.
+
+Twisted's L{TLSMemoryBIOProtocol} has no C{loseWriteConnection}: the
+proxy's half-close reached the TCP socket beneath it (through
+C{ProtocolWrapper.__getattr__}), sending a FIN without TLS's
+C{close_notify} and ahead of records still held back for aggregation.
+L{HalfCloseTLS} sends what it holds, then C{close_notify}, then the FIN,
+and keeps reading.
+
+The proxy pauses its client until the backend is connected.  A TLS
+client's handshake then waited for the backend's connection (and its own
+handshake) to be over; L{HalfCloseTLS} goes on reading while its
+application is paused but the handshake is not done, and holds back only
+the decrypted bytes, so the two handshakes overlap.  L{HalfCloseTLS.hold}
+stops the handshake itself (the C{tls_delay} behavior).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL.SSL import Error
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+
+
+class HalfCloseTLS(BufferingTLSTransport):
+    """
+    L{BufferingTLSTransport} with a real C{loseWriteConnection}, and the
+    application's producer as its C{producer} (as on a TCP transport;
+    without it, C{producer} named the TCP transport's and a producer that
+    checks before unregistering never did, so C{loseConnection} waited
+    for it forever).
+    """
+
+    _appPaused = False
+    _held = 0
+
+    @property
+    def producer(self) -> Any:
+        membrane = self._producer
+        return None if membrane is None else membrane._producer
+
+    # Reading: the socket is read while the handshake needs it, unless held;
+    # decrypted bytes reach the application only when it is not paused.
+
+    def _updateReading(self) -> None:
+        raw: Any = self.transport
+        if raw is None or self._lostTLSConnection:
+            return
+        if self._held or (self._appPaused and self._handshakeDone):
+            raw.pauseProducing()
+        else:
+            raw.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        """
+        Deliver no more decrypted bytes; read only what the handshake
+        still needs.
+        """
+        self._appPaused = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        """
+        Read again, and deliver what was decrypted meanwhile on the next
+        reactor turn (as a socket's reads come: never from inside the
+        caller's own C{dataReceived}).
+        """
+        self._appPaused = False
+        self._updateReading()
+        if self._handshakeDone and self._pending is None:
+            self._pending = self.factory._clock.callLater(0, self._deliverPending)
+
+    _pending: Any = None
+
+    def _deliverPending(self) -> None:
+        self._pending = None
+        if not (self._appPaused or self._lostTLSConnection or self._tlsConnection is None):
+            self._flushReceiveBIO()
+
+    def hold(self) -> None:
+        """
+        Stop reading the socket, handshake included, until L{release}.
+        """
+        self._held += 1
+        self._updateReading()
+
+    def release(self) -> None:
+        """
+        Undo one L{hold}.
+        """
+        self._held = max(0, self._held - 1)
+        self._updateReading()
+
+    def _checkHandshakeStatus(self) -> None:
+        BufferingTLSTransport._checkHandshakeStatus(self)
+        if self._handshakeDone and self._appPaused:
+            self._updateReading()
+
+    def _flushReceiveBIO(self) -> None:
+        if self._appPaused and not self._lostTLSConnection:
+            # Leave decrypted bytes in OpenSSL until the application
+            # resumes; answer what the handshake asks meanwhile.
+            self._flushSendBIO()
+            return
+        BufferingTLSTransport._flushReceiveBIO(self)
+
+    def loseWriteConnection(self) -> None:
+        """
+        Flush, send C{close_notify} and shut the socket's write side; the
+        peer's bytes are still read.
+        """
+        if self._lostTLSConnection or self._tlsConnection is None or self.disconnecting:
+            return
+        if not self._handshakeDone or self._appSendBuffer:
+            # Nothing can be said cleanly before the handshake: close.
+            self.loseConnection()
+            return
+        self._aggregator.flush()
+        try:
+            self._tlsConnection.shutdown()
+        except Error:
+            pass
+        self._flushSendBIO()
+        raw: Any = self.transport
+        raw.loseWriteConnection()
+
+    def useContext(self, context: Any) -> None:
+        """
+        Make this connection's TLS from C{context} instead, before its
+        handshake has begun (protocol versions are fixed when the OpenSSL
+        connection is made, so a context switched to later, for the
+        server name, cannot change them).
+        """
+        from OpenSSL.SSL import Connection
+
+        assert not self._handshakeDone
+        connection = Connection(context, None)
+        factory: Any = self.factory
+        if factory._isClient:
+            connection.set_connect_state()
+        else:
+            connection.set_accept_state()
+        connection.set_app_data(self)
+        self._tlsConnection = connection
+
+    def connectionLost(self, reason: Any = connectionDone) -> None:
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+        BufferingTLSTransport.connectionLost(self, reason)
+
+    def _flushSendBIO(self) -> None:
+        # The socket may be gone already: a TLS error on a half-closed
+        # socket closes it at once, from inside the read loop.
+        if self._tlsConnection is None:
+            return
+        BufferingTLSTransport._flushSendBIO(self)
+
+
+class TLSFactory(TLSMemoryBIOFactory):
+    """
+    A L{TLSMemoryBIOFactory} whose connections are L{HalfCloseTLS}.
+
+    @ivar creator: the connection creator (L{txvaurien.tls.server.ServerTLS}
+        or L{txvaurien.tls.client.ClientTLS}).
+    """
+
+    protocol = HalfCloseTLS
+
+    def __init__(self, creator: Any, isClient: bool, wrappedFactory: Any) -> None:
+        TLSMemoryBIOFactory.__init__(self, creator, isClient, wrappedFactory)
+        self.creator = creator
+        self._isClient = isClient
+
+
+__all__ = ["HalfCloseTLS", "TLSFactory"]
