@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from txvaurien import endpoints, logs, options
 from txvaurien.demo import DemoBackend, DemoService
-from txvaurien.options import Choice, ListOf, Number, OptionError, String
+from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry, UnknownPlugin, defaultRegistry
@@ -56,18 +56,18 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         "auto",
     ),
     "timeout": (
-        "Seconds to wait for the backend to accept a connection",
-        Number(float, 0, exclusiveMinimum=True),
+        "Time to wait for the backend to accept a connection",
+        Duration("s", 0, exclusiveMinimum=True),
         30.0,
     ),
     "idle_timeout": (
-        "Close a connection after this many seconds without traffic (0: never)",
-        Number(float, 0),
+        "Close a connection after this long without traffic (0: never)",
+        Duration("s"),
         0.0,
     ),
     "shutdown_grace": (
-        "On stop, seconds to let live connections finish before closing them",
-        Number(float, 0),
+        "On stop, time to let live connections finish before closing them",
+        Duration("s"),
         5.0,
     ),
     "seed": (

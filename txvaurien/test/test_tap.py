@@ -205,6 +205,42 @@ class ConfigFileTests(TestCase):
         self.assertEqual(slowdown.settings["hold"], 10)
         self.assertEqual(slowdown.settings["only"], "")
 
+    def test_dashedBehaviorNames(self) -> None:
+        """
+        Behavior names with dashes work in the table, in C{[behavior:NAME]}
+        sections and in C{--behavior-option}: C{limit-data} is
+        C{limit_data}.
+        """
+        config = self.writeConfig("[behavior:limit-data]\nbytes = 10\n")
+        options = parse("--backend", "h:1", "--config", config,
+                        "--behavior", "50:limit-data,10:slow-open+reset-peer",
+                        "--behavior-option", "reset-peer.timeout=5")
+        behaviors = options.table.behaviors
+        self.assertEqual(behaviors["limit_data"].settings["bytes"], 10)
+        self.assertEqual(behaviors["reset_peer"].settings["timeout"], 5.0)
+        self.assertEqual(sorted(behaviors), ["limit_data", "reset_peer", "slow_open"])
+
+    def test_durationsWithUnits(self) -> None:
+        """
+        Time options take a unit on the command line and in the file, and
+        a bare number keeps each option's own unit (seconds for the core
+        timeouts, milliseconds for latency, microseconds for slicer).
+        """
+        config = self.writeConfig("[vaurien]\nidle-timeout = 2m\n"
+                                  "[behavior:latency]\nlatency = 1.5s\n")
+        options = parse("--backend", "h:1", "--config", config, "--timeout", "250ms",
+                        "--shutdown-grace", "3", "--behavior", "latency+slicer",
+                        "--behavior-latency-jitter", "20", "--behavior-slicer-delay", "2ms")
+        self.assertEqual(options["timeout"], 0.25)
+        self.assertEqual(options["idle_timeout"], 120.0)
+        self.assertEqual(options["shutdown_grace"], 3.0)
+        latency = options.table.behaviors["latency"].settings
+        self.assertEqual((latency["latency"], latency["jitter"]), (1500.0, 20.0))
+        self.assertEqual(options.table.behaviors["slicer"].settings["delay"], 2000.0)
+        with self.assertRaises(UsageError) as caught:
+            parse("--backend", "h:1", "--timeout", "5 parsecs")
+        self.assertIn("unknown unit 'parsecs'", str(caught.exception))
+
     def test_badConfigFiles(self) -> None:
         """
         Unknown sections and keys, bad values and unreadable files are
