@@ -198,7 +198,7 @@ class Duration(Number):
 
     @property
     def helpName(self) -> str:
-        return "{}, in {}; or with a unit: 250ms, 1.5s, 200us, 2m".format(
+        return "{}, bare number in {}".format(
             self.name.replace("number", "duration", 1), self.unitName)
 
     def parse(self, text: str) -> Any:
@@ -484,7 +484,9 @@ def helpText(spec: OptionSpec) -> str:
     An option's line of help: its description, its type (with the unit of
     a duration) and its default, if it has one.
     """
-    text = "{} [{}]".format(spec.description, spec.type.helpName)
+    text = spec.description
+    if not isinstance(spec.type, String):
+        text += " [{}]".format(spec.type.helpName)
     if spec.default is not None:
         text += " (default: {})".format(spec.type.format(spec.default))
     return text

@@ -11,13 +11,14 @@ which wins over the declared default.
 from __future__ import annotations
 
 import configparser
+import sys
 from typing import Any, Mapping
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import endpoints, logs, options
+from txvaurien import clihelp, endpoints, logs, options
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -184,6 +185,72 @@ class BaseOptions(usage.Options):
         usage.Options.__init__(self)
         self["proxy"] = []
         self._pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
+
+    _fullHelp = False
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the command line; an unknown option close to a known one is
+        reported with a suggestion.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:
+            raise usage.UsageError(
+                clihelp.explain(str(e), clihelp.longOptions(self))) from None
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The full help after C{--help}; otherwise (a usage error) the
+        synopsis and where to get help, so that the reason stays visible.
+        """
+        if self._fullHelp:
+            return clihelp.fullUsage(self, CORE, _SHORT, width)
+        return clihelp.briefUsage(self)
+
+    def opt_help(self) -> None:
+        """
+        Display this help and exit.
+        """
+        self._fullHelp = True
+        usage.Options.opt_help(self)
+
+    def opt_help_behaviors(self) -> None:
+        """
+        Describe every behavior and its options, then exit.
+        """
+        _exitWith(clihelp.pluginHelp("behavior", self.registry.behaviors))
+
+    def opt_help_behavior(self, name: str) -> None:
+        """
+        Describe one behavior (NAME) and its options, then exit.
+        """
+        _exitWith(clihelp.onePlugin("behavior", self._plugin("behavior", name)))
+
+    def opt_help_protocols(self) -> None:
+        """
+        Describe every protocol handler and its options, then exit.
+        """
+        _exitWith(clihelp.pluginHelp("protocol", self.registry.protocols))
+
+    def opt_help_protocol(self, name: str) -> None:
+        """
+        Describe one protocol handler (NAME) and its options, then exit.
+        """
+        _exitWith(clihelp.onePlugin("protocol", self._plugin("protocol", name)))
+
+    def opt_version(self) -> None:
+        """
+        Print txvaurien's version and exit.
+        """
+        _exitWith(clihelp.versionText() + "\n")
+
+    def _plugin(self, kind: str, name: str) -> Any:
+        plugins = self.registry.behaviors if kind == "behavior" else self.registry.protocols
+        try:
+            return plugins.get(name)
+        except UnknownPlugin as e:
+            raise usage.UsageError("--help-{}: {}".format(kind, e))
 
     def opt_proxy(self, value: str) -> None:
         """
@@ -387,6 +454,16 @@ class BaseOptions(usage.Options):
                     self.handler.name))
         self["behavior_scope"] = scope
         self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+
+
+def _exitWith(text: str) -> None:
+    """
+    Print C{text} (help asked for) and exit with success, as
+    L{usage.Options.opt_help} does.
+    """
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    sys.exit(0)
 
 
 def _isJSON(path: str) -> bool:
