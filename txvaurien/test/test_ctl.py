@@ -12,9 +12,12 @@ from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
 
 from txvaurien import ctl
-from txvaurien.test.controlhelpers import EchoControlTestCase, childEnvironment, refused
+from txvaurien import __version__
+from txvaurien.test.controlhelpers import (
+    Control, EchoControlTestCase, childEnvironment, refused)
 from txvaurien.test.servers import freePort
 
 
@@ -237,3 +240,56 @@ class ModuleTests(CtlTestCase):
         self.assertEqual(result[:2], (1, b""))
         self.assertTrue(result[2].startswith(
             b"vaurienctl: HTTP 400: name: unknown behavior 'nosuch'; known: "), result)
+
+
+    @defer.inlineCallbacks
+    def test_versionNamesTxvaurien(self) -> Generator[Any, Any, None]:
+        """
+        C{vaurienctl --version} prints txvaurien's version and exits 0.
+        """
+        result = yield self.spawn("--version")
+        self.assertEqual(result, (0, "vaurienctl (txvaurien {})\n".format(
+            __version__).encode("ascii"), b""))
+
+
+class ServerChoiceTests(TestCase):
+    """
+    Which server vaurienctl talks to, and how it names its own flags in
+    the server's errors.
+    """
+
+    timeout = 60
+
+    def test_precedence(self) -> None:
+        """
+        C{--host} wins over C{$VAURIEN_URL}, which wins over
+        C{$TOXIPROXY_URL}, which wins over the default; empty variables
+        are ignored.
+        """
+        both = {"VAURIEN_URL": "http://v:1", "TOXIPROXY_URL": "http://t:2"}
+        self.assertEqual(ctl.serverURL("http://f:3", both), "http://f:3")
+        self.assertEqual(ctl.serverURL(None, both), "http://v:1")
+        self.assertEqual(ctl.serverURL(None, {"VAURIEN_URL": "", "TOXIPROXY_URL": "http://t:2"}),
+                         "http://t:2")
+        self.assertEqual(ctl.serverURL(None, {}), ctl.DEFAULT_URL)
+
+    @defer.inlineCallbacks
+    def test_toxiproxyURLReachesTheServer(self) -> Generator[Any, Any, None]:
+        """
+        Without C{--host}, a real server named by C{$TOXIPROXY_URL} answers;
+        its missing default proxy is reported with vaurienctl's C{--proxy}
+        flag, not the API's C{?proxy=} query.
+        """
+        control = Control(self, [])
+        self.patch(ctl.os, "environ", {"TOXIPROXY_URL": control.url})
+
+        def run() -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            status = ctl.main(["get-behavior"], out, err)
+            return status, out.getvalue(), err.getvalue()
+
+        status, out, err = yield threads.deferToThread(run)
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("HTTP 404: no default proxy", err)
+        self.assertIn("vaurienctl --proxy NAME", err)
+        self.assertNotIn("?proxy=", err)
