@@ -381,6 +381,11 @@ class BaseOptions(usage.Options):
         core.update(options.validate(
             CORE, {k.replace("_", "-"): v for k, v in cliCore.items()}, where="--",
             partial=True))
+        if (core["backend"] is not None and core["backend"].strip() == "demo"
+                and "protocol" not in cliCore and "protocol" not in fileCore):
+            # The demo backend speaks HTTP: frame it so, so that errors are
+            # HTTP responses a client can parse.
+            core["protocol"] = "http"
         for key, value in core.items():
             self[key] = value
         registry = self.registry
