@@ -144,16 +144,37 @@ def readConfig(path: str) -> dict[str, dict[str, str]]:
     """
     Read an INI file into section name to raw values.
 
-    @raise ConfigError: if it cannot be read or parsed.
+    @raise ConfigError: if it cannot be read or parsed, in one line naming
+        the file (and the line, where there is one).
     """
+    where = "config file {!r}".format(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError("cannot read {}: {}".format(where, e.strerror))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            "{}: not UTF-8 text (byte 0x{:02x} at offset {}); an INI file with "
+            "[vaurien] and [behavior:NAME] sections is expected".format(
+                where, data[e.start], e.start))
+    if "\x00" in text:
+        raise ConfigError(
+            "{}: binary data (a NUL byte at offset {}); an INI file is "
+            "expected".format(where, text.index("\x00")))
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.endswith("]"):
+            raise ConfigError(
+                "{} line {}: section header {!r} has no closing ']'".format(
+                    where, number, stripped))
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except OSError as e:
-        raise ConfigError("cannot read config file {!r}: {}".format(path, e.strerror))
+        parser.read_string(text, source=path)
     except configparser.Error as e:
-        raise ConfigError("config file {!r}: {}".format(path, e))
+        raise ConfigError("{}: {}".format(where, " ".join(str(e).split())))
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
@@ -429,6 +450,15 @@ class BaseOptions(usage.Options):
                     "cannot listen on {!r}: {}".format(
                         self["http_listen"], e or type(e).__name__))
 
+        for (kind, name), values in filePlugins.items():
+            # Checked alone first, so that an error names the file, the
+            # section and the key.
+            where = "config file {!r} [{}:{}] ".format(self.get("config"), kind, name)
+            plugins = registry.behaviors if kind == "behavior" else registry.protocols
+            try:
+                options.validate(plugins.get(name), values, where=where, partial=True)
+            except UnknownPlugin as e:
+                raise ConfigError("{}: {}".format(where.strip(), e))
         pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
         for plugin in set(filePlugins) | set(cliPlugins):
             pluginValues[plugin] = {

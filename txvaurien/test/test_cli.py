@@ -10,6 +10,7 @@ import re
 from typing import Any, Generator
 
 from twisted.internet import defer
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from txvaurien import __version__, clihelp, tap
@@ -81,6 +82,20 @@ class UsageErrorTests(TestCase):
             "(did you mean --behavior-delay-sleep?)")
         self.assertEqual(clihelp.explain("option --seed requires argument", known),
                          "option --seed requires argument")
+
+
+    @defer.inlineCallbacks
+    def test_binaryConfigFile(self) -> Generator[Any, Any, None]:
+        """
+        A binary C{--config} file stops twistd with a one-line reason
+        naming the file, and no traceback.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"\xff\xfe\x00garbage")
+        out = yield assertTwistdFails(
+            self, ["--config", path.path],
+            "config file {!r}: not UTF-8 text".format(path.path).encode("utf-8"))
+        self.assertLessEqual(len(out.strip().splitlines()), 5, out)
 
 
 class HelpTests(TestCase):

@@ -264,6 +264,57 @@ class ConfigFileTests(TestCase):
         self.assertIn("cannot read config file", str(caught.exception))
 
 
+class ConfigErrorTests(TestCase):
+    """
+    Every error in an INI file names the file, and the section and key
+    where there is one.
+    """
+
+    def refused(self, data: bytes) -> tuple[str, str]:
+        path = FilePath(self.mktemp())
+        path.setContent(data)
+        with self.assertRaises(UsageError) as caught:
+            parse("--config", path.path)
+        return path.path, str(caught.exception)
+
+    def test_pluginKeyNamesFileSectionAndKey(self) -> None:
+        """
+        An unknown key in a C{[behavior:NAME]} or C{[protocol:NAME]}
+        section names the file, the section and the key.
+        """
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:delay]\nslep = 0.1\n")
+        self.assertTrue(message.startswith(
+            "config file {!r} [behavior:delay] slep: unknown option".format(path)), message)
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[protocol:tcp]\nerror_size = -1\n")
+        self.assertTrue(message.startswith(
+            "config file {!r} [protocol:tcp] error_size: expected".format(path)), message)
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:nosuch]\na = 1\n")
+        self.assertEqual(message.split(";")[0], "config file {!r} [behavior:nosuch]: "
+                                                "unknown behavior 'nosuch'".format(path))
+
+    def test_missingBracket(self) -> None:
+        """
+        A section header without its closing bracket is reported as such,
+        with its line, not as an unknown key.
+        """
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n\n[behavior:delay\nsleep = 1\n")
+        self.assertEqual(message, "config file {!r} line 4: section header "
+                                  "'[behavior:delay' has no closing ']'".format(path))
+
+    def test_binaryFile(self) -> None:
+        """
+        A file that is not UTF-8 text, or holds NUL bytes, gets a one-line
+        error naming the file.
+        """
+        path, message = self.refused(b"\xff\xfe\x00garbage")
+        self.assertEqual(message, "config file {!r}: not UTF-8 text (byte 0xff at offset 0); "
+                                  "an INI file with [vaurien] and [behavior:NAME] sections "
+                                  "is expected".format(path))
+        path, message = self.refused(b"[vaurien]\x00\x01")
+        self.assertIn("binary data (a NUL byte at offset 9)", message)
+        self.assertNotIn("\n", message)
+
+
 class MakeServiceTests(TestCase):
     """
     L{tap.makeService} turns options into a service tree.
