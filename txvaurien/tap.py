@@ -10,7 +10,6 @@ which wins over the declared default.
 
 from __future__ import annotations
 
-import configparser
 import sys
 from typing import Any, Mapping
 
@@ -18,7 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import clihelp, endpoints, logs, options
+from txvaurien import clihelp, endpoints, inifile, logs, options
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -144,38 +143,13 @@ def readConfig(path: str) -> dict[str, dict[str, str]]:
     """
     Read an INI file into section name to raw values.
 
-    @raise ConfigError: if it cannot be read or parsed, in one line naming
-        the file (and the line, where there is one).
+    @raise ConfigError: if it cannot be read or parsed (see
+        L{txvaurien.inifile.readINI}).
     """
-    where = "config file {!r}".format(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ConfigError("cannot read {}: {}".format(where, e.strerror))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            "{}: not UTF-8 text (byte 0x{:02x} at offset {}); an INI file with "
-            "[vaurien] and [behavior:NAME] sections is expected".format(
-                where, data[e.start], e.start))
-    if "\x00" in text:
-        raise ConfigError(
-            "{}: binary data (a NUL byte at offset {}); an INI file is "
-            "expected".format(where, text.index("\x00")))
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith("[") and not stripped.endswith("]"):
-            raise ConfigError(
-                "{} line {}: section header {!r} has no closing ']'".format(
-                    where, number, stripped))
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as e:
-        raise ConfigError("{}: {}".format(where, " ".join(str(e).split())))
-    return {section: dict(parser.items(section)) for section in parser.sections()}
+        return inifile.readINI(path)
+    except inifile.INIError as e:
+        raise ConfigError(str(e))
 
 
 class BaseOptions(usage.Options):
