@@ -157,7 +157,7 @@ def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
             more.append(row)
         if spec.isFlag and spec.name not in ESSENTIAL:
             more.append(_row("no-" + long, None, "Turn off --{}.".format(long), False))
-    essential = [row for _, row in sorted(essential, key=lambda pair: ESSENTIAL.index(pair[0]))]
+    first = [row for _, row in sorted(essential, key=lambda pair: ESSENTIAL.index(pair[0]))]
     for name in ("config", "behavior-option", "protocol-option", "help-behaviors",
                  "help-behavior", "help-protocols", "help-protocol", "version", "help"):
         method = getattr(config, "opt_" + name.replace("-", "_"), None)
@@ -174,7 +174,7 @@ def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
         for handler in registry.protocols)
     parts = [
         _wrapped(config.longdesc, width),
-        _section("Essential options:", essential, width),
+        _section("Essential options:", first, width),
         _section("More options:", more, width) + _wrapped(
             "Durations take a unit (250ms, 1.5s, 200us, 2m, 1h); a bare number "
             "is in the unit shown for the option.", width, "  "),

@@ -17,7 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import clihelp, endpoints, inifile, logs, options
+from txvaurien import clihelp, endpoints, inifile, logs, options, statsd
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -112,7 +112,11 @@ CORE: dict[str, tuple[str, Any, Any]] = {
     ),
 }
 
+CORE.update(statsd.OPTIONS)
+
 _SHORT = {"proxy": "p", "backend": "b"}
+
+_log = logs.logger("txvaurien.tap")
 
 
 class ConfigError(ValueError):
@@ -348,12 +352,14 @@ class BaseOptions(usage.Options):
         plugins: dict[tuple[str, str], dict[str, Any]] = {}
         for section, values in readConfig(path).items():
             where = "config file {!r} [{}]".format(path, section)
-            if section == "vaurien":
-                for key, value in values.items():
-                    name = key.replace("-", "_")
-                    if name not in CORE:
-                        raise ConfigError("{}: unknown key {!r}; known: {}".format(
-                            where, key, ", ".join(sorted(CORE))))
+            if section in ("vaurien", "statsd"):
+                try:
+                    given, notes = inifile.vaurienValues(section, values, CORE)
+                except inifile.INIError as e:
+                    raise ConfigError("config file {!r} {}".format(path, e))
+                for key, why in notes:
+                    _log.info("{where} {key}: {why}", where=where, key=key, why=why)
+                for name, value in given.items():
                     if name == "proxy":
                         value = ",".join(value.split())
                     core[name] = value
@@ -361,8 +367,8 @@ class BaseOptions(usage.Options):
             kind, colon, name = section.partition(":")
             if not colon or kind not in ("behavior", "protocol") or not name.strip():
                 raise ConfigError(
-                    "{}: unknown section; use [vaurien], [behavior:NAME] or "
-                    "[protocol:NAME]".format(where))
+                    "{}: unknown section; use [vaurien], [behavior:NAME], "
+                    "[protocol:NAME] or [statsd]".format(where))
             plugins[(kind, name.strip())] = values
         return core, plugins
 
@@ -558,6 +564,7 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
     proxiesConfig = getattr(config, "proxiesConfig", [])
     if config.get("http") or proxiesConfig:
         _controlPlane(config, reactor, parent, proxy, random, proxiesConfig)
+    statsd.attach(config, parent, reactor)
     return parent
 
 
