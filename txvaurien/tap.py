@@ -17,7 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import clihelp, endpoints, inifile, logs, options, statsd
+from txvaurien import clihelp, endpoints, inifile, logs, options, scopes, statsd
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -469,6 +469,8 @@ class BaseOptions(usage.Options):
                     self.handler.name))
         self["behavior_scope"] = scope
         self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+        for warning in scopes.warnings(self.table, self.handler.name):
+            _log.warn("{problem}", problem=warning)
 
 
 def _exitWith(text: str) -> None:

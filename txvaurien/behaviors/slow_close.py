@@ -69,6 +69,7 @@ class SlowClose(Behavior):
 
     name = "slow_close"
     defaultDirection = DOWNSTREAM
+    scopes = ("connection",)
     options = {
         "delay": (
             "Delay before the end of stream is passed on, in milliseconds",

@@ -40,6 +40,7 @@ class SlowOpen(Behavior):
 
     name = "slow_open"
     defaultDirection = DOWNSTREAM
+    scopes = ("connection",)
     options = {
         "delay": (
             "Delay before the backend connection is made, in milliseconds",

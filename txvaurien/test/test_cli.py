@@ -13,8 +13,9 @@ from twisted.internet import defer
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from txvaurien import __version__, clihelp, tap
-from txvaurien.test.controlhelpers import _spawn, assertTwistdFails, twistdArguments
+from txvaurien import __version__, clihelp, scopes, tap
+from txvaurien.test.controlhelpers import (
+    PROXY_LISTENING, _spawn, assertTwistdFails, spawnTwistd, twistdArguments)
 from txvaurien.test.helpers import testRegistry
 
 
@@ -201,3 +202,50 @@ class VersionTests(TestCase):
         self.assertEqual(__version__, _version.__version__)
         with open(_version.__file__.replace(".pyc", ".py"), encoding="utf-8") as f:
             self.assertIn('__version__ = "{}"'.format(__version__), f.read())
+
+
+class ScopeWarningTests(TestCase):
+    """
+    A behavior that cannot act under the chosen scope is warned about at
+    start.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_slowOpenUnderRequestScopeWarns(self) -> Generator[Any, Any, None]:
+        """
+        C{--backend demo --behavior 50:slow-open} (HTTP, request scope)
+        logs a warning naming slow_open and the way out; C{slow_open} under
+        connection scope and C{delay} under request scope do not.
+        """
+        _, output = yield spawnTwistd(self, [
+            "--backend", "demo", "--behavior", "50:slow-open,10:delay",
+            "--proxy", "tcp:0:interface=127.0.0.1", "--shutdown-grace", "0"], PROXY_LISTENING)
+        text = output.output.decode("utf-8")
+        [line] = [line for line in text.splitlines() if "#warn]" in line]
+        self.assertIn("behavior slow_open acts only under connection scope; under request "
+                      "scope (protocol http) it does nothing: add --behavior-scope "
+                      "connection", line)
+        options = tap.buildOptions(testRegistry())()
+        options.parseOptions(["--backend", "h:1", "--behavior", "slow_open+slow_close"])
+        self.assertEqual(scopes.idle(options.table), [])
+        options = tap.buildOptions(testRegistry())()
+        options.parseOptions(["--backend", "h:1", "--protocol", "lines",
+                              "--behavior", "slow_open+slow_close+delay"])
+        self.assertEqual(scopes.idle(options.table), ["slow_close", "slow_open"])
+
+    def test_everyBuiltinDeclaresItsScopes(self) -> None:
+        """
+        Every built-in behavior declares a non-empty subset of the scopes;
+        only slow_open and slow_close are limited to connection scope.
+        """
+        from txvaurien.registry import Registry
+
+        limited = []
+        for behavior in Registry.discover(thirdParty=False).behaviors:
+            self.assertTrue(behavior.scopes, behavior.name)
+            self.assertTrue(set(behavior.scopes) <= set(scopes.ALL), behavior.name)
+            if tuple(behavior.scopes) != scopes.ALL:
+                limited.append(behavior.name)
+        self.assertEqual(limited, ["slow_close", "slow_open"])
