@@ -68,6 +68,8 @@ def _behaviorOptions(items: list[str] | None) -> dict[str, Any]:
     for key, value in _pairs(items, "--opt").items():
         behavior, dot, option = key.rpartition(".")
         if dot:
+            if "." not in behavior:
+                behavior = behavior.replace("-", "_")  # as the server names it
             result.setdefault(behavior, {})[option] = value
         else:
             result[key] = value

@@ -64,6 +64,25 @@ class BehaviorCommandTests(CtlTestCase):
         self.assertIn("    error: codes=503,", out)
 
     @defer.inlineCallbacks
+    def test_dashedNamesAndUnits(self) -> Generator[Any, Any, None]:
+        """
+        The control API takes behavior names with dashes and durations with
+        units: C{set-behavior slow-close --opt delay=1.5s} sets
+        C{slow_close}'s delay to 1500 (milliseconds).
+        """
+        result = yield self.ctl("set-behavior", "slow-close", "--opt", "delay=1.5s")
+        self.assertEqual(result, (0, "behavior set to slow-close\n", ""))
+        status, out, _ = yield self.ctl("--json", "get-behavior")
+        self.assertEqual(json.loads(out)["options"]["delay"], 1500.0)
+        result = yield self.ctl("set-behavior", "20:slow-close,10:limit-data",
+                                "--opt", "slow-close.delay=2ms", "--opt", "limit-data.bytes=7")
+        self.assertEqual(result[0], 0, result)
+        status, out, _ = yield self.ctl("--json", "get-behavior")
+        options = json.loads(out)["options"]
+        self.assertEqual((options["slow_close"]["delay"], options["limit_data"]["bytes"]),
+                         (2.0, 7))
+
+    @defer.inlineCallbacks
     def test_listAndBackend(self) -> Generator[Any, Any, None]:
         """
         C{list-behaviors}, C{get-backend}, C{set-backend} and

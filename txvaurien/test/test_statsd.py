@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted.logger import formatEvent, globalLogPublisher
 
-from txvaurien import logs, statsd, tap
+from txvaurien import inifile, logs, statsd, tap
 from txvaurien.test.controlhelpers import echoServer, roundTrip
 from txvaurien.test.helpers import testRegistry
 
@@ -126,6 +126,33 @@ class StatsdTests(TestCase):
         port, collector = self.start("--http", "--http-port", "0")
         yield threads.deferToThread(roundTrip, port, b"x\n")
         yield collector.waitFor("vaurien.vaurien.connections.closed:1|c")
+
+
+class VaurienKeyTests(SynchronousTestCase):
+    """
+    L{inifile.vaurienValues} maps Vaurien's keys.
+    """
+
+    def test_backlogMapsToTheBacklogOption(self) -> None:
+        """
+        C{backlog} sets the C{backlog} option where it is declared, and is
+        noted as unsupported (not refused) where it is not.
+        """
+        known = {"backend", "backlog"}
+        self.assertEqual(inifile.vaurienValues("vaurien", {"backlog": "512"}, known),
+                         ({"backlog": "512"}, []))
+        values, notes = inifile.vaurienValues("vaurien", {"backlog": "512"}, {"backend"})
+        self.assertEqual((values, [key for key, _ in notes]), ({}, ["backlog"]))
+
+    def test_unknownKeysRefused(self) -> None:
+        """
+        A key that is neither an option nor Vaurien's is refused, naming
+        the section and the known keys.
+        """
+        with self.assertRaises(inifile.INIError) as caught:
+            inifile.vaurienValues("statsd", {"hots": "x"}, {"statsd_host"})
+        self.assertEqual(str(caught.exception), "[statsd]: unknown key 'hots'; known: "
+                                                "enabled, host, port, prefix, sample_rate")
 
 
 class VaurienSettingsTests(SynchronousTestCase):
