@@ -10,6 +10,7 @@ which wins over the declared default.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Mapping
 
@@ -212,7 +213,7 @@ class BaseOptions(usage.Options):
         Display this help and exit.
         """
         self._fullHelp = True
-        usage.Options.opt_help(self)
+        _exitWith(str(self) + "\n")
 
     def opt_help_behaviors(self) -> None:
         """
@@ -478,8 +479,13 @@ def _exitWith(text: str) -> None:
     Print C{text} (help asked for) and exit with success, as
     L{usage.Options.opt_help} does.
     """
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) stopped early: nothing went wrong.  Point
+        # stdout at /dev/null so that the flush at exit does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
 
 

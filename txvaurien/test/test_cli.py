@@ -7,15 +7,24 @@ C{--help-protocol(s)} and C{--version}.
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 from typing import Any, Generator
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from txvaurien import __version__, clihelp, scopes, tap
 from txvaurien.test.controlhelpers import (
-    PROXY_LISTENING, _spawn, assertTwistdFails, spawnTwistd, twistdArguments)
+    PROXY_LISTENING,
+    ChildOutput,
+    _spawn,
+    assertTwistdFails,
+    childEnvironment,
+    spawnTwistd,
+    twistdArguments,
+)
 from txvaurien.test.helpers import testRegistry
 
 
@@ -124,6 +133,22 @@ class HelpTests(TestCase):
         self.assertLess(len(out.splitlines()), 160)
         self.assertIn("--help-behavior NAME", out)
         self.assertNotIn("599s", out)
+
+    @defer.inlineCallbacks
+    def test_helpIntoAClosedPipe(self) -> Generator[Any, Any, None]:
+        """
+        C{--help | true}: when the reader has gone before the help is
+        written, twistd exits with 0 quietly, without a traceback.
+        """
+        command = "{{ {} {}; echo status $? >&2; }} | true".format(
+            shlex.quote(sys.executable),
+            " ".join(shlex.quote(a) for a in twistdArguments(["--help"])))
+        output = ChildOutput(NEVER)
+        output.ready.addErrback(lambda _: None)
+        reactor.spawnProcess(output, "/bin/sh", ["/bin/sh", "-c", command],
+                             env=childEnvironment())
+        yield output.ended
+        self.assertEqual(output.output.strip(), b"status 0")
 
     @defer.inlineCallbacks
     def test_helpBehaviorsExplainsCommonOptionsOnce(self) -> Generator[Any, Any, None]:
