@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, TextIO
 
 from txvaurien._version import __version__
 from txvaurien.client import Client, ClientError
+from txvaurien.options import Duration
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -326,6 +327,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError("{}\n{}".format(message, self.format_usage().strip()))
 
 
+def _seconds(text: str) -> float:
+    """
+    A C{--timeout}: a bare number of seconds or a duration with a unit.
+    """
+    try:
+        return float(Duration("s", 0, exclusiveMinimum=True).parse(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 #: Environment variables naming the server, in order of precedence (after
 #: C{--host}).  C{TOXIPROXY_URL} is the one Toxiproxy's clients read;
 #: C{VAURIENCTL_URL} is kept from earlier versions.
@@ -378,8 +389,9 @@ def buildParser() -> argparse.ArgumentParser:
         "--proxy", dest="proxy_name", default=None,
         help="proxy the behavior and backend commands act on (default: the default proxy)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for an answer")
+    parser.add_argument("--timeout", type=_seconds, default=30.0,
+                        help="time to wait for an answer: seconds, or with a unit "
+                             "(500ms, 2m; default 30)")
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True

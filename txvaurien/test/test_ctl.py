@@ -292,6 +292,18 @@ class ServerChoiceTests(TestCase):
                          "http://t:2")
         self.assertEqual(ctl.serverURL(None, {}), ctl.DEFAULT_URL)
 
+    def test_timeoutTakesAUnit(self) -> None:
+        """
+        C{--timeout} takes seconds or a duration with a unit; a bad one is a
+        usage error (exit 2) saying why.
+        """
+        parser = ctl.buildParser()
+        self.assertEqual(parser.parse_args(["--timeout", "500ms", "version"]).timeout, 0.5)
+        self.assertEqual(parser.parse_args(["--timeout", "2", "version"]).timeout, 2.0)
+        err = io.StringIO()
+        self.assertEqual(ctl.main(["--timeout", "0", "version"], io.StringIO(), err), 2)
+        self.assertIn("expected number > 0, got 0.0", err.getvalue())
+
     @defer.inlineCallbacks
     def test_toxiproxyURLReachesTheServer(self) -> Generator[Any, Any, None]:
         """
