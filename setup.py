@@ -9,11 +9,26 @@ directories merged into Twisted's own, so C{twisted.plugins} is listed
 explicitly.
 """
 
+import re
+
 from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    """
+    The version declared in C{txvaurien/_version.py}, read as text so that
+    building does not import the package (or Twisted).
+    """
+    with open("txvaurien/_version.py", encoding="utf-8") as f:
+        match = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.M)
+    if match is None:
+        raise RuntimeError("no __version__ in txvaurien/_version.py")
+    return match.group(1)
+
 
 setup(
     name="txvaurien",
-    version="0.1.0",
+    version=_version(),
     description="A chaos TCP proxy built on Twisted",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -7,4 +7,6 @@ L{txvaurien.service.makeProxyService}, and extend it with behaviors
 (L{txvaurien.interfaces.IProtocolHandler}).
 """
 
-__version__ = "0.1.0"
+from txvaurien._version import __version__
+
+__all__ = ["__version__"]

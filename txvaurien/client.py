@@ -29,6 +29,11 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode, urlsplit
 
+from txvaurien._version import __version__
+
+#: The C{User-Agent} the client sends: txvaurien's, with its version.
+USER_AGENT = "txvaurien-client/{}".format(__version__)
+
 
 class ClientError(Exception):
     """
@@ -193,7 +198,7 @@ class Client:
                 self.host, self.port, timeout=self.timeout, context=self.context)
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        headers = {"User-Agent": "txvaurien-client", "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self.token is not None:
             headers["Authorization"] = "Bearer " + self.token
         data = None

@@ -24,14 +24,13 @@ error is a L{ConfigurationError}; C{tap} turns it into a usage error.
 
 from __future__ import annotations
 
-import configparser
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from twisted.internet.endpoints import serverFromString
 
-from txvaurien import endpoints, logs, options
-from txvaurien.options import Choice, ListOf, Number, OptionError, String
+from txvaurien import endpoints, inifile, logs, options, statsd
+from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.registry import Registry, UnknownPlugin
 from txvaurien.table import CONNECTION, REQUEST, BehaviorTable, TableError, buildTable
 
@@ -65,18 +64,18 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         "auto",
     ),
     "timeout": (
-        "Seconds to wait for the backend to accept a connection",
-        Number(float, 0, exclusiveMinimum=True),
+        "Time to wait for the backend to accept a connection",
+        Duration("s", 0, exclusiveMinimum=True),
         30.0,
     ),
     "idle_timeout": (
-        "Close a connection after this many seconds without traffic (0: never)",
-        Number(float, 0),
+        "Close a connection after this long without traffic (0: never)",
+        Duration("s"),
         0.0,
     ),
     "shutdown_grace": (
-        "On stop, seconds to let live connections finish before closing them",
-        Number(float, 0),
+        "On stop, time to let live connections finish before closing them",
+        Duration("s"),
         5.0,
     ),
     "seed": (
@@ -127,18 +126,22 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         False,
     ),
     "http_request_timeout": (
-        "Seconds a control API client may take to send one whole request "
+        "Time a control API client may take to send one whole request "
         "(headers and body); a slower one (slowloris) is disconnected",
-        Number(float, 0, exclusiveMinimum=True),
+        Duration("s", 0, exclusiveMinimum=True),
         10.0,
     ),
     "http_idle_timeout": (
-        "Close a control API connection after this many seconds without a "
+        "Close a control API connection after this long without a "
         "request",
-        Number(float, 0, exclusiveMinimum=True),
+        Duration("s", 0, exclusiveMinimum=True),
         60.0,
     ),
 }
+
+CORE.update(statsd.OPTIONS)
+
+_log = logs.logger("txvaurien.config")
 
 
 class ConfigurationError(ValueError):
@@ -209,17 +212,10 @@ def readConfig(path: str) -> dict[str, dict[str, str]]:
 
     @raise ConfigurationError: if it cannot be read or parsed.
     """
-    parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except OSError as e:
-        raise ConfigurationError("cannot read config file {!r}: {}".format(path, e.strerror))
-    except UnicodeDecodeError as e:
-        raise ConfigurationError("config file {!r} is not UTF-8 text: {}".format(path, e))
-    except configparser.Error as e:
-        raise ConfigurationError("config file {!r}: {}".format(path, e))
-    return {section: dict(parser.items(section)) for section in parser.sections()}
+        return inifile.readINI(path)
+    except inifile.INIError as e:
+        raise ConfigurationError(str(e))
 
 
 def readINI(path: str) -> tuple[dict[str, Any], PluginValues]:
@@ -233,12 +229,14 @@ def readINI(path: str) -> tuple[dict[str, Any], PluginValues]:
     plugins: PluginValues = {}
     for section, values in readConfig(path).items():
         where = "config file {!r} [{}]".format(path, section)
-        if section == "vaurien":
-            for key, value in values.items():
-                name = key.replace("-", "_")
-                if name not in CORE:
-                    raise ConfigurationError("{}: unknown key {!r}; known: {}".format(
-                        where, key, ", ".join(sorted(CORE))))
+        if section in ("vaurien", "statsd"):
+            try:
+                given, notes = inifile.vaurienValues(section, values, CORE)
+            except inifile.INIError as e:
+                raise ConfigurationError("config file {!r} {}".format(path, e))
+            for key, why in notes:
+                _log.info("{where} {key}: {why}", where=where, key=key, why=why)
+            for name, value in given.items():
                 if name == "proxy":
                     value = ",".join(value.split())
                 core[name] = value
@@ -246,8 +244,8 @@ def readINI(path: str) -> tuple[dict[str, Any], PluginValues]:
         kind, colon, name = section.partition(":")
         if not colon or kind not in ("behavior", "protocol") or not name.strip():
             raise ConfigurationError(
-                "{}: unknown section; use [vaurien], [behavior:NAME] or "
-                "[protocol:NAME]".format(where))
+                "{}: unknown section; use [vaurien], [behavior:NAME], "
+                "[protocol:NAME] or [statsd]".format(where))
         plugins[(kind, name.strip())] = values
     return core, plugins
 
@@ -306,6 +304,11 @@ def _resolve(
     core.update(options.validate(
         CORE, {k.replace("_", "-"): v for k, v in given.items()}, where=where,
         partial=True))
+    if (core["backend"] is not None and core["backend"].strip() == "demo"
+            and "protocol" not in given and "protocol" not in fileCore):
+        # The demo backend speaks HTTP: frame it so, so that errors are
+        # HTTP responses a client can parse.
+        core["protocol"] = "http"
 
     proxies: list[Any] = []
     if path and isJSON(path):
@@ -345,6 +348,15 @@ def _resolve(
                 "--http-endpoint" if core["http_endpoint"] else "--http-host",
                 "cannot listen on {!r}: {}".format(httpListen, e or type(e).__name__))
 
+    for (kind, name), values in filePlugins.items():
+        # Checked alone first, so that an error names the file, the
+        # section and the key.
+        fileWhere = "config file {!r} [{}:{}] ".format(path, kind, name)
+        found = registry.behaviors if kind == "behavior" else registry.protocols
+        try:
+            options.validate(found.get(name), values, where=fileWhere, partial=True)
+        except UnknownPlugin as e:
+            raise ConfigurationError("{}: {}".format(fileWhere.strip(), e))
     pluginValues: PluginValues = {}
     for plugin in set(filePlugins) | set(givenPlugins):
         pluginValues[plugin] = {

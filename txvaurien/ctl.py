@@ -13,7 +13,9 @@ C{vaurienctl}: drive a running txvaurien from the command line.
     vaurienctl toxics add redis --type latency --attribute latency=100
     vaurienctl --json proxies list
 
-Output is for people by default and JSON with C{--json}.  A failure exits
+The server is C{--host}, else C{$VAURIEN_URL}, else C{$TOXIPROXY_URL} (as
+Toxiproxy's clients read it), else C{http://127.0.0.1:8080}.  Output is for
+people by default and JSON with C{--json}.  A failure exits
 with status 1 and the server's message on standard error; a usage error
 exits with status 2.
 """
@@ -24,9 +26,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
+from txvaurien._version import __version__
 from txvaurien.client import Client, ClientError
+from txvaurien.options import Duration
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -65,6 +69,8 @@ def _behaviorOptions(items: list[str] | None) -> dict[str, Any]:
     for key, value in _pairs(items, "--opt").items():
         behavior, dot, option = key.rpartition(".")
         if dot:
+            if "." not in behavior:
+                behavior = behavior.replace("-", "_")  # as the server names it
             result.setdefault(behavior, {})[option] = value
         else:
             result[key] = value
@@ -321,6 +327,48 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError("{}\n{}".format(message, self.format_usage().strip()))
 
 
+def _seconds(text: str) -> float:
+    """
+    A C{--timeout}: a bare number of seconds or a duration with a unit.
+    """
+    try:
+        return float(Duration("s", 0, exclusiveMinimum=True).parse(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+#: Environment variables naming the server, in order of precedence (after
+#: C{--host}).  C{TOXIPROXY_URL} is the one Toxiproxy's clients read;
+#: C{VAURIENCTL_URL} is kept from earlier versions.
+URL_VARIABLES = ("VAURIEN_URL", "VAURIENCTL_URL", "TOXIPROXY_URL")
+
+
+def serverURL(flag: str | None, environ: Mapping[str, str]) -> str:
+    """
+    The control API's URL: C{--host}, else the first of L{URL_VARIABLES}
+    set (and not empty), else L{DEFAULT_URL}.
+    """
+    if flag:
+        return flag
+    for name in URL_VARIABLES:
+        if environ.get(name):
+            return environ[name]
+    return DEFAULT_URL
+
+
+def _explained(error: Exception) -> str:
+    """
+    The server's message, in vaurienctl's terms: a missing default proxy
+    is named with C{--proxy}, the flag that names another, not with the
+    API's C{?proxy=} query.
+    """
+    message = getattr(error, "message", str(error))
+    if getattr(error, "status", None) == 404 and "no default proxy" in message:
+        return ("no default proxy: the server was started without --backend; "
+                "name a proxy with vaurienctl --proxy NAME (see 'vaurienctl proxies list')")
+    return message
+
+
 def buildParser() -> argparse.ArgumentParser:
     """
     The command line of C{vaurienctl}.
@@ -328,8 +376,12 @@ def buildParser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vaurienctl", description="Drive a running txvaurien control API.")
     parser.add_argument(
-        "--host", default=os.environ.get("VAURIENCTL_URL", DEFAULT_URL),
-        help="control API URL (default: $VAURIENCTL_URL or %(default)s)")
+        "--version", action="version",
+        version="vaurienctl (txvaurien {})".format(__version__))
+    parser.add_argument(
+        "--host", default=None,
+        help="control API URL (default: $VAURIEN_URL, else $TOXIPROXY_URL, "
+             "else {})".format(DEFAULT_URL))
     parser.add_argument(
         "--token", default=os.environ.get("VAURIENCTL_TOKEN"),
         help="bearer token (default: $VAURIENCTL_TOKEN)")
@@ -337,8 +389,9 @@ def buildParser() -> argparse.ArgumentParser:
         "--proxy", dest="proxy_name", default=None,
         help="proxy the behavior and backend commands act on (default: the default proxy)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for an answer")
+    parser.add_argument("--timeout", type=_seconds, default=30.0,
+                        help="time to wait for an answer: seconds, or with a unit "
+                             "(500ms, 2m; default 30)")
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -428,7 +481,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
     parser = buildParser()
     try:
         args = parser.parse_args(argv)
-        client = Client.fromURL(args.host, token=args.token, proxy=args.proxy_name,
+        client = Client.fromURL(serverURL(args.host, os.environ), token=args.token, proxy=args.proxy_name,
                                 timeout=args.timeout)
     except SystemExit as e:
         return int(e.code or 0)
@@ -442,10 +495,11 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
         stderr.write("vaurienctl: {}\n".format(e))
         return 2
     except (ClientError, OSError) as e:
+        status = getattr(e, "status", None)
         if args.json:
-            stderr.write(json.dumps({
-                "error": getattr(e, "message", str(e)),
-                "status": getattr(e, "status", None)}) + "\n")
+            stderr.write(json.dumps({"error": _explained(e), "status": status}) + "\n")
+        elif status is not None:
+            stderr.write("vaurienctl: HTTP {}: {}\n".format(status, _explained(e)))
         else:
             stderr.write("vaurienctl: {}\n".format(e))
         return 1

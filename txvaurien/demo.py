@@ -25,6 +25,7 @@ from txvaurien import logs
 from txvaurien.endpoints import Attempt, TCPBackend
 
 _log = logs.logger("txvaurien.demo")
+_access = logs.logger("txvaurien.demo.access")
 
 MAX_BYTES = 1024**3
 _CHUNK = b"txvaurien demo data\n" * 3277  # 65540 bytes
@@ -120,6 +121,29 @@ class _Status(Resource):
         return b""
 
 
+class DemoSite(Site):
+    """
+    The demo backend's site: its access log lines and its port's messages
+    are marked as the demo's (namespace C{txvaurien.demo.access}, text
+    starting with "demo backend"), apart from the proxy's own lines.
+    """
+
+    def logPrefix(self) -> str:
+        return "txvaurien demo backend"
+
+    def log(self, request: Any) -> None:
+        agent = request.getHeader(b"user-agent")
+        _access.info(
+            "demo backend: {method} {uri} {code} {length} bytes to {client}",
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "replace"),
+            code=request.code,
+            length=request.sentLength,
+            client=getattr(request.getClientAddress(), "host", "-"),
+            agent=agent.decode("latin-1") if agent else None,
+        )
+
+
 def demoSite() -> Site:
     """
     The demo backend's web site.
@@ -129,7 +153,7 @@ def demoSite() -> Site:
     root.putChild(b"echo", _Echo())
     root.putChild(b"bytes", _Bytes())
     root.putChild(b"status", _Status())
-    site = Site(root)
+    site = DemoSite(root)
     site.noisy = False
     site.displayTracebacks = False
     return site

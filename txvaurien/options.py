@@ -21,6 +21,7 @@ L{Choice} or L{ListOf} when the value has bounds or a closed set of values.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -53,6 +54,14 @@ class OptionType:
     """
 
     name = "value"
+
+    @property
+    def helpName(self) -> str:
+        """
+        The type's name in C{--help} and the documentation, which may say
+        more than L{name} (the unit of a duration).
+        """
+        return self.name
 
     def parse(self, text: str) -> Any:
         """
@@ -142,6 +151,74 @@ class Number(OptionType):
         return value
 
 
+#: Units a L{Duration} accepts, in microseconds (integers, so that
+#: converting between them is exact where it can be).
+UNITS: dict[str, int] = {
+    "us": 1,
+    "\N{MICRO SIGN}s": 1,
+    "ms": 1000,
+    "s": 1000000,
+    "m": 60000000,
+    "h": 3600000000,
+}
+
+_UNIT_WORDS = {"us": "microseconds", "ms": "milliseconds", "s": "seconds",
+               "m": "minutes", "h": "hours"}
+
+_DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s.+-]\S*)?\s*$")
+
+
+class Duration(Number):
+    """
+    A length of time: a number with a unit (C{250ms}, C{1.5s}, C{200us},
+    C{2m}, C{1h}), or a bare number in the option's own unit, which is the
+    unit the value is kept in.  JSON numbers are in that unit too.
+
+    @ivar unit: the bare unit (C{"s"}, C{"ms"} or C{"us"}).
+    """
+
+    def __init__(
+        self,
+        unit: str,
+        minimum: float | None = 0,
+        maximum: float | None = None,
+        exclusiveMinimum: bool = False,
+    ) -> None:
+        if unit not in _UNIT_WORDS:
+            raise TypeError("unknown duration unit {!r}".format(unit))
+        Number.__init__(self, float, minimum, maximum, exclusiveMinimum)
+        self.unit = unit
+
+    @property
+    def unitName(self) -> str:
+        """
+        The bare unit in words (C{"milliseconds"}).
+        """
+        return _UNIT_WORDS[self.unit]
+
+    @property
+    def helpName(self) -> str:
+        return "{}, bare number in {}".format(
+            self.name.replace("number", "duration", 1), self.unitName)
+
+    def parse(self, text: str) -> Any:
+        match = _DURATION.match(text)
+        if match is None:
+            raise ValueError("expected {}, got {!r}".format(self.name, text))
+        number, unit = match.groups()
+        value = float(number)
+        if unit is not None:
+            if unit not in UNITS:
+                raise ValueError(
+                    "unknown unit {!r} in {!r}: use us, ms, s, m or h (a bare "
+                    "number is in {})".format(unit, text, self.unitName))
+            value = value * UNITS[unit] / UNITS[self.unit]
+        return self._bounded(value)
+
+    def format(self, value: Any) -> str:
+        return "{:g}{}".format(value, self.unit)
+
+
 class Boolean(OptionType):
     """
     C{true}/C{false} (also C{yes}/C{no}, C{on}/C{off}, C{1}/C{0}).
@@ -205,7 +282,10 @@ class ListOf(OptionType):
     def __init__(self, element: OptionType, nonEmpty: bool = False) -> None:
         self.element = element
         self.nonEmpty = nonEmpty
-        self.name = "comma-separated {}s".format(element.name)
+        if " " in element.name or "|" in element.name:
+            self.name = "comma-separated list, each {}".format(element.name)
+        else:
+            self.name = "comma-separated {}s".format(element.name)
 
     def parse(self, text: str) -> list[Any]:
         items = [item for item in text.split(",") if item.strip()]
@@ -394,10 +474,22 @@ def usageParameters(
                 index[long] = (plugin.name, spec.name, True)
                 index[off] = (plugin.name, spec.name, False)
             else:
-                parameters.append([long, None, None, "{} [{}] (default: {})".format(
-                    spec.description, spec.type.name, _formatDefault(spec))])
+                parameters.append([long, None, None, helpText(spec)])
                 index[long] = (plugin.name, spec.name, None)
     return parameters, flags, index
+
+
+def helpText(spec: OptionSpec) -> str:
+    """
+    An option's line of help: its description, its type (with the unit of
+    a duration) and its default, if it has one.
+    """
+    text = spec.description
+    if not isinstance(spec.type, String):
+        text += " [{}]".format(spec.type.helpName)
+    if spec.default is not None:
+        text += " (default: {})".format(spec.type.format(spec.default))
+    return text
 
 
 def _formatDefault(spec: OptionSpec) -> str:
@@ -415,7 +507,7 @@ def docsTable(declaration: Any, kind: str) -> str:
     for spec in specs(declaration).values():
         rows.append((
             "``{}``".format(spec.name),
-            spec.type.name,
+            spec.type.helpName,
             "``{}``".format(_formatDefault(spec)),
             "``--{}``".format(flagName(kind, declaration.name, spec.name)),
             spec.description,

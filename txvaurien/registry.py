@@ -47,6 +47,19 @@ class UnknownPlugin(LookupError):
         return self.args[0]
 
 
+def canonicalName(name: str) -> str:
+    """
+    The registered spelling of a plugin name: dashes become underscores, so
+    that C{limit-data} names C{limit_data} (as the command line's
+    C{--behavior-limit-data-bytes} spells it).  A dotted path is left as it
+    is.
+    """
+    name = name.strip()
+    if "." in name:
+        return name
+    return name.replace("-", "_")
+
+
 def _scan(package: str, interface: InterfaceClass) -> list[Any]:
     """
     Instances of every class implementing C{interface} defined in a module
@@ -98,7 +111,8 @@ class Kind:
         """
         Register C{plugin} under its name; the first registered wins.
         """
-        existing = self._byName.get(plugin.name)
+        key = canonicalName(plugin.name)
+        existing = self._byName.get(key)
         if existing is not None:
             if type(existing) is not type(plugin):
                 _log.warn(
@@ -109,7 +123,7 @@ class Kind:
                 )
             return
         _check(self.kind, plugin, plugin.name)
-        self._byName[plugin.name] = plugin
+        self._byName[key] = plugin
 
     def __iter__(self):
         return iter(sorted(self._byName.values(), key=lambda p: p.name))
@@ -119,13 +133,13 @@ class Kind:
 
     def get(self, name: str) -> Any:
         """
-        The unconfigured plugin called C{name}, or found at the dotted path
-        C{name}.
+        The unconfigured plugin called C{name} (dashes and underscores
+        alike), or found at the dotted path C{name}.
 
         @raise UnknownPlugin: if there is none, or the object at the path
             does not provide the interface.
         """
-        plugin = self._byName.get(name)
+        plugin = self._byName.get(canonicalName(name))
         if plugin is not None:
             return plugin
         if "." not in name:

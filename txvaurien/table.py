@@ -14,7 +14,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from txvaurien import options
-from txvaurien.registry import Registry
+from txvaurien.registry import Registry, canonicalName
 
 CONNECTION = "connection"
 REQUEST = "request"
@@ -56,7 +56,7 @@ def parseSpec(spec: str) -> list[tuple[int, list[str]]]:
             raise TableError(
                 "weight {} in {!r} is not between 0 and 100".format(weight, part)
             )
-        names = [name.strip() for name in chain.split("+")]
+        names = [canonicalName(name) for name in chain.split("+")]
         if not all(names):
             raise TableError("empty behavior name in {!r}".format(part))
         total += weight

@@ -10,13 +10,15 @@ which wins over the declared default.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Mapping
 
 from twisted.application.service import MultiService
 from twisted.python import usage
 
 from txvaurien import config as _config
-from txvaurien import endpoints, limits, options
+from txvaurien import clihelp, endpoints, limits, logs, options, scopes, statsd
 from txvaurien.config import (
     CORE,
     DEFAULT_LISTEN,
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 _SHORT = {"proxy": "p", "backend": "b"}
+
+_log = logs.logger("txvaurien.tap")
 
 
 def _coreParameters() -> tuple[list[list[Any]], list[list[Any]]]:
@@ -82,6 +86,72 @@ class BaseOptions(usage.Options):
         usage.Options.__init__(self)
         self["proxy"] = []
         self._pluginValues: dict[tuple[str, str], dict[str, Any]] = {}
+
+    _fullHelp = False
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the command line; an unknown option close to a known one is
+        reported with a suggestion.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:
+            raise usage.UsageError(
+                clihelp.explain(str(e), clihelp.longOptions(self))) from None
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The full help after C{--help}; otherwise (a usage error) the
+        synopsis and where to get help, so that the reason stays visible.
+        """
+        if self._fullHelp:
+            return clihelp.fullUsage(self, CORE, _SHORT, width)
+        return clihelp.briefUsage(self)
+
+    def opt_help(self) -> None:
+        """
+        Display this help and exit.
+        """
+        self._fullHelp = True
+        _exitWith(str(self) + "\n")
+
+    def opt_help_behaviors(self) -> None:
+        """
+        Describe every behavior and its options, then exit.
+        """
+        _exitWith(clihelp.pluginHelp("behavior", self.registry.behaviors))
+
+    def opt_help_behavior(self, name: str) -> None:
+        """
+        Describe one behavior (NAME) and its options, then exit.
+        """
+        _exitWith(clihelp.onePlugin("behavior", self._plugin("behavior", name)))
+
+    def opt_help_protocols(self) -> None:
+        """
+        Describe every protocol handler and its options, then exit.
+        """
+        _exitWith(clihelp.pluginHelp("protocol", self.registry.protocols))
+
+    def opt_help_protocol(self, name: str) -> None:
+        """
+        Describe one protocol handler (NAME) and its options, then exit.
+        """
+        _exitWith(clihelp.onePlugin("protocol", self._plugin("protocol", name)))
+
+    def opt_version(self) -> None:
+        """
+        Print txvaurien's version and exit.
+        """
+        _exitWith(clihelp.versionText() + "\n")
+
+    def _plugin(self, kind: str, name: str) -> Any:
+        plugins = self.registry.behaviors if kind == "behavior" else self.registry.protocols
+        try:
+            return plugins.get(name)
+        except UnknownPlugin as e:
+            raise usage.UsageError("--help-{}: {}".format(kind, e))
 
     def opt_proxy(self, value: str) -> None:
         """
@@ -196,6 +266,8 @@ class BaseOptions(usage.Options):
         self.proxiesConfig: list[Any] = configuration.proxies
         self.handler = configuration.handler
         self.table = configuration.table
+        for warning in scopes.warnings(self.table, self.handler.name):
+            _log.warn("{problem}", problem=warning)
 
     def reload(self) -> _config.Configuration:
         """
@@ -207,6 +279,21 @@ class BaseOptions(usage.Options):
         cliCore, cliPlugins = self.given
         return _config.resolve(
             cliCore, cliPlugins, self.get("config"), self.registry, _reactor())
+
+
+def _exitWith(text: str) -> None:
+    """
+    Print C{text} (help asked for) and exit with success, as
+    L{usage.Options.opt_help} does.
+    """
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) stopped early: nothing went wrong.  Point
+        # stdout at /dev/null so that the flush at exit does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
 
 
 def _reactor() -> Any:
@@ -290,4 +377,6 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
 
     limits.raiseOpenFileLimit()
     parent = ReloadingService(config.configuration, config.reload, reactor)
-    return buildService(config.configuration, reactor, parent)
+    service = buildService(config.configuration, reactor, parent)
+    statsd.attach(config.configuration.core, service, reactor)
+    return service

@@ -80,7 +80,7 @@ class CoreOptionsDirective(_Rendering):
             rows.append((
                 "``--{}``".format(spec.name.replace("_", "-")),
                 "``{}``".format(spec.name),
-                spec.type.name,
+                spec.type.helpName,
                 "``{}``".format(default),
                 spec.description,
             ))

@@ -57,6 +57,9 @@ class Behavior(Configurable):
     """
 
     defaultDirection: ClassVar[str] = BOTH
+    #: The behavior scopes (C{"connection"}, C{"request"}) under which the
+    #: behavior acts; under another, C{twistd vaurien} warns at start.
+    scopes: ClassVar[tuple[str, ...]] = ("connection", "request")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,7 +9,7 @@ from txvaurien.behaviors._holding import HoldingFault
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import BOTH, DOWNSTREAM, UPSTREAM, Frame
 from txvaurien.interfaces import IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class DelayFault(HoldingFault):
@@ -81,7 +81,7 @@ class Delay(Behavior):
     name = "delay"
     defaultDirection = BOTH
     options = {
-        "sleep": ("Seconds the request (or response) is held", Number(float, 0), 1.0),
+        "sleep": ("Seconds the request (or response) is held", Duration("s"), 1.0),
         "before": (
             "Delay the request before it reaches the backend; when off, "
             "delay the response before it reaches the client",

@@ -9,7 +9,7 @@ from txvaurien.behaviors._holding import MAX_HOLD_LIMIT, HoldingFault, faultRand
 from txvaurien.behaviors.base import Behavior, logDecision
 from txvaurien.frames import DOWNSTREAM, Frame, Message
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Choice, Number
+from txvaurien.options import Choice, Duration
 
 #: Bytes one direction of one connection may hold before the source is
 #: paused: the most any holding fault may (15 MiB, so that the memory stays
@@ -123,10 +123,10 @@ class Latency(Behavior):
     name = "latency"
     defaultDirection = DOWNSTREAM
     options = {
-        "latency": ("Delay added to each frame, in milliseconds", Number(float, 0), 100.0),
+        "latency": ("Delay added to each frame, in milliseconds", Duration("ms"), 100.0),
         "jitter": (
             "Variation of the delay, in milliseconds (see distribution)",
-            Number(float, 0),
+            Duration("ms"),
             0.0,
         ),
         "distribution": (

@@ -9,7 +9,7 @@ from txvaurien.behaviors._timers import ConnectionTimerFault
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class LimitTimeFault(ConnectionTimerFault):
@@ -51,7 +51,7 @@ class LimitTime(Behavior):
     options = {
         "time": (
             "Milliseconds a connection may live before it is closed",
-            Number(float, 0),
+            Duration("ms"),
             10000.0,
         ),
     }

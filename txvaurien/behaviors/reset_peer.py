@@ -9,7 +9,7 @@ from txvaurien.behaviors._timers import ConnectionTimerFault
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class ResetPeerFault(ConnectionTimerFault):
@@ -57,7 +57,7 @@ class ResetPeer(Behavior):
     options = {
         "timeout": (
             "Milliseconds before the connection is reset (0: at once)",
-            Number(float, 0),
+            Duration("ms"),
             0.0,
         ),
     }

@@ -9,7 +9,7 @@ from txvaurien.behaviors._holding import HOLD_BOUND, SLACK, HoldingFault, faultR
 from txvaurien.behaviors.base import Behavior, logDecision
 from txvaurien.frames import DOWNSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration, Number
 
 #: Bytes held before the source is paused (at least two slices).
 SLICER_HOLD = 1024 * 1024
@@ -144,7 +144,7 @@ class Slicer(Behavior):
         ),
         "delay": (
             "Time between two slices, in microseconds",
-            Number(float, 0),
+            Duration("us"),
             1000.0,
         ),
     }

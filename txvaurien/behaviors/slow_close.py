@@ -9,7 +9,7 @@ from txvaurien.behaviors._timers import Deadline
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class SlowCloseFault(Fault):
@@ -69,10 +69,11 @@ class SlowClose(Behavior):
 
     name = "slow_close"
     defaultDirection = DOWNSTREAM
+    scopes = ("connection",)
     options = {
         "delay": (
             "Delay before the end of stream is passed on, in milliseconds",
-            Number(float, 0),
+            Duration("ms"),
             1000.0,
         ),
     }

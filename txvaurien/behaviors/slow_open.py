@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IConnection
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class SlowOpen(Behavior):
@@ -40,10 +40,11 @@ class SlowOpen(Behavior):
 
     name = "slow_open"
     defaultDirection = DOWNSTREAM
+    scopes = ("connection",)
     options = {
         "delay": (
             "Delay before the backend connection is made, in milliseconds",
-            Number(float, 0),
+            Duration("ms"),
             1000.0,
         ),
     }

@@ -9,7 +9,7 @@ from txvaurien.behaviors._timers import ConnectionTimerFault
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class TimeoutFault(ConnectionTimerFault):
@@ -55,7 +55,7 @@ class Timeout(Behavior):
     options = {
         "timeout": (
             "Milliseconds before the connection is closed (0: never)",
-            Number(float, 0),
+            Duration("ms"),
             1000.0,
         ),
     }

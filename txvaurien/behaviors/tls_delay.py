@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IConnection
-from txvaurien.options import Number
+from txvaurien.options import Duration
 
 
 class TLSDelay(Behavior):
@@ -37,8 +37,8 @@ class TLSDelay(Behavior):
     name = "tls_delay"
     defaultDirection = DOWNSTREAM
     options = {
-        "delay": ("How long the handshake stalls, in milliseconds (0: for ever)",
-                  Number(float, 0), 5000.0),
+        "delay": ("How long the handshake stalls (0: for ever)",
+                  Duration("ms"), 5000.0),
     }
 
     def connectionMade(self, connection: IConnection) -> Any:

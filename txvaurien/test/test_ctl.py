@@ -12,9 +12,12 @@ from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
 
 from txvaurien import ctl
-from txvaurien.test.controlhelpers import EchoControlTestCase, childEnvironment, refused
+from txvaurien import __version__
+from txvaurien.test.controlhelpers import (
+    Control, EchoControlTestCase, childEnvironment, refused)
 from txvaurien.test.servers import freePort
 
 
@@ -59,6 +62,25 @@ class BehaviorCommandTests(CtlTestCase):
         self.assertEqual(out.splitlines()[0], "20:delay,10:error")
         self.assertIn("    delay: sleep=2, before=true, direction=both, toxicity=1", out)
         self.assertIn("    error: codes=503,", out)
+
+    @defer.inlineCallbacks
+    def test_dashedNamesAndUnits(self) -> Generator[Any, Any, None]:
+        """
+        The control API takes behavior names with dashes and durations with
+        units: C{set-behavior slow-close --opt delay=1.5s} sets
+        C{slow_close}'s delay to 1500 (milliseconds).
+        """
+        result = yield self.ctl("set-behavior", "slow-close", "--opt", "delay=1.5s")
+        self.assertEqual(result, (0, "behavior set to slow-close\n", ""))
+        status, out, _ = yield self.ctl("--json", "get-behavior")
+        self.assertEqual(json.loads(out)["options"]["delay"], 1500.0)
+        result = yield self.ctl("set-behavior", "20:slow-close,10:limit-data",
+                                "--opt", "slow-close.delay=2ms", "--opt", "limit-data.bytes=7")
+        self.assertEqual(result[0], 0, result)
+        status, out, _ = yield self.ctl("--json", "get-behavior")
+        options = json.loads(out)["options"]
+        self.assertEqual((options["slow_close"]["delay"], options["limit_data"]["bytes"]),
+                         (2.0, 7))
 
     @defer.inlineCallbacks
     def test_listAndBackend(self) -> Generator[Any, Any, None]:
@@ -237,3 +259,68 @@ class ModuleTests(CtlTestCase):
         self.assertEqual(result[:2], (1, b""))
         self.assertTrue(result[2].startswith(
             b"vaurienctl: HTTP 400: name: unknown behavior 'nosuch'; known: "), result)
+
+
+    @defer.inlineCallbacks
+    def test_versionNamesTxvaurien(self) -> Generator[Any, Any, None]:
+        """
+        C{vaurienctl --version} prints txvaurien's version and exits 0.
+        """
+        result = yield self.spawn("--version")
+        self.assertEqual(result, (0, "vaurienctl (txvaurien {})\n".format(
+            __version__).encode("ascii"), b""))
+
+
+class ServerChoiceTests(TestCase):
+    """
+    Which server vaurienctl talks to, and how it names its own flags in
+    the server's errors.
+    """
+
+    timeout = 60
+
+    def test_precedence(self) -> None:
+        """
+        C{--host} wins over C{$VAURIEN_URL}, which wins over
+        C{$TOXIPROXY_URL}, which wins over the default; empty variables
+        are ignored.
+        """
+        both = {"VAURIEN_URL": "http://v:1", "TOXIPROXY_URL": "http://t:2"}
+        self.assertEqual(ctl.serverURL("http://f:3", both), "http://f:3")
+        self.assertEqual(ctl.serverURL(None, both), "http://v:1")
+        self.assertEqual(ctl.serverURL(None, {"VAURIEN_URL": "", "TOXIPROXY_URL": "http://t:2"}),
+                         "http://t:2")
+        self.assertEqual(ctl.serverURL(None, {}), ctl.DEFAULT_URL)
+
+    def test_timeoutTakesAUnit(self) -> None:
+        """
+        C{--timeout} takes seconds or a duration with a unit; a bad one is a
+        usage error (exit 2) saying why.
+        """
+        parser = ctl.buildParser()
+        self.assertEqual(parser.parse_args(["--timeout", "500ms", "version"]).timeout, 0.5)
+        self.assertEqual(parser.parse_args(["--timeout", "2", "version"]).timeout, 2.0)
+        err = io.StringIO()
+        self.assertEqual(ctl.main(["--timeout", "0", "version"], io.StringIO(), err), 2)
+        self.assertIn("expected number > 0, got 0.0", err.getvalue())
+
+    @defer.inlineCallbacks
+    def test_toxiproxyURLReachesTheServer(self) -> Generator[Any, Any, None]:
+        """
+        Without C{--host}, a real server named by C{$TOXIPROXY_URL} answers;
+        its missing default proxy is reported with vaurienctl's C{--proxy}
+        flag, not the API's C{?proxy=} query.
+        """
+        control = Control(self, [])
+        self.patch(ctl.os, "environ", {"TOXIPROXY_URL": control.url})
+
+        def run() -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            status = ctl.main(["get-behavior"], out, err)
+            return status, out.getvalue(), err.getvalue()
+
+        status, out, err = yield threads.deferToThread(run)
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("HTTP 404: no default proxy", err)
+        self.assertIn("vaurienctl --proxy NAME", err)
+        self.assertNotIn("?proxy=", err)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from txvaurien import options
-from txvaurien.options import Choice, ListOf, Number, OptionError, String
+from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 
 
 class Declared:
@@ -147,6 +147,91 @@ class ValidateTests(SynchronousTestCase):
             options.validate(Declared, {"rate": "0"}, where="[behavior:bandwidth] ")
         self.assertEqual(caught.exception.name, "[behavior:bandwidth] rate")
         self.assertIn("> 0", caught.exception.description)
+
+
+class DurationTests(SynchronousTestCase):
+    """
+    L{Duration} reads a time with a unit, or a bare number in its own unit.
+    """
+
+    def test_unitsConvertToTheBareUnit(self) -> None:
+        """
+        C{250ms}, C{1.5s}, C{200us}, C{2m} and C{1h} are converted to the
+        option's bare unit, exactly where the decimal allows it.
+        """
+        ms = Duration("ms")
+        self.assertEqual(ms.parse("250ms"), 250.0)
+        self.assertEqual(ms.parse("1.5s"), 1500.0)
+        self.assertEqual(ms.parse("200us"), 0.2)
+        self.assertEqual(ms.parse("2m"), 120000.0)
+        self.assertEqual(ms.parse(" 3 ms "), 3.0)
+        self.assertEqual(Duration("s").parse("1h"), 3600.0)
+        self.assertEqual(Duration("s").parse("250ms"), 0.25)
+        self.assertEqual(Duration("us").parse("1.5ms"), 1500.0)
+
+    def test_bareNumberKeepsItsUnit(self) -> None:
+        """
+        A bare number, as text or JSON, is in the option's own unit, so
+        values written before units existed keep their meaning.
+        """
+        self.assertEqual(Duration("ms").parse("100"), 100.0)
+        self.assertEqual(Duration("s").parse("0.5"), 0.5)
+        self.assertEqual(Duration("us").check(1000), 1000.0)
+        self.assertEqual(Duration("ms").check("2s"), 2000.0)
+
+    def test_badDurationsRefused(self) -> None:
+        """
+        An unknown unit is named with the units that exist; a negative or
+        non-numeric value is refused as a bounded number is.
+        """
+        with self.assertRaises(ValueError) as caught:
+            Duration("ms").parse("250xs")
+        self.assertIn("unknown unit 'xs'", str(caught.exception))
+        self.assertIn("a bare number is in milliseconds", str(caught.exception))
+        with self.assertRaises(ValueError) as caught:
+            Duration("ms").parse("-1ms")
+        self.assertEqual(str(caught.exception), "expected number >= 0, got -1.0")
+        self.assertRaises(ValueError, Duration("s").parse, "soon")
+        self.assertRaises(ValueError, Duration("s").check, True)
+        self.assertRaises(ValueError, Duration("s", 0, exclusiveMinimum=True).parse, "0ms")
+        self.assertRaises(TypeError, Duration, "fortnight")
+
+    def test_helpStatesTheUnit(self) -> None:
+        """
+        The help and documentation name of a duration states its bare
+        unit; its default is shown with its unit.
+        """
+        declared = {"wait": ("How long", Duration("ms"), 100.0)}
+        spec = options.specs(declared)["wait"]
+        self.assertEqual(spec.type.helpName, "duration >= 0, bare number in milliseconds")
+        self.assertIn("(default: 100ms)", options.helpText(spec))
+        self.assertEqual(Duration("us").format(1000.0), "1000us")
+        self.assertEqual(Duration("s").format(0.25), "0.25s")
+
+    def test_everyTimeOptionIsADuration(self) -> None:
+        """
+        Every built-in numeric option whose name or description speaks of
+        time (seconds, milliseconds, microseconds, delay, timeout) is a
+        L{Duration}.
+        """
+        from txvaurien.registry import Registry
+        from txvaurien.tap import CORE
+
+        words = ("second", "delay", "timeout", "time", "latency", "jitter", "grace")
+        registry = Registry.discover(thirdParty=False)
+        declarations = [("core", CORE)] + [
+            (p.name, p) for p in [*registry.behaviors, *registry.protocols]]
+        found = []
+        for owner, declaration in declarations:
+            for spec in options.specs(declaration).values():
+                text = (spec.name + " " + spec.description).lower()
+                if not isinstance(spec.type, Number) or "per second" in text:
+                    continue
+                if any(word in text for word in words):
+                    found.append(owner + "." + spec.name)
+                    self.assertIsInstance(spec.type, Duration, owner + "." + spec.name)
+        self.assertIn("latency.latency", found)
+        self.assertIn("core.timeout", found)
 
 
 class SurfaceTests(SynchronousTestCase):

@@ -87,6 +87,20 @@ class BuiltinTests(TestCase):
         copy.settings["seconds"] = 4.0
         self.assertEqual(template.settings["seconds"], 1.0)
 
+    def test_dashesNameUnderscoredPlugins(self) -> None:
+        """
+        A name with dashes finds the plugin whose name has underscores in
+        their place (C{limit-data} is C{limit_data}), and the names listed
+        keep their registered spelling.
+        """
+        registry = Registry.discover(thirdParty=False)
+        self.assertIs(registry.behaviors.get("limit-data"),
+                      registry.behaviors.get("limit_data"))
+        self.assertIs(registry.behaviors.get(" slow-open "),
+                      registry.behaviors.get("slow_open"))
+        self.assertIn("limit_data", registry.behaviors.names())
+        self.assertNotIn("limit-data", registry.behaviors.names())
+
     def test_unknownName(self) -> None:
         """
         An unknown name is refused with the list of known names.

@@ -205,6 +205,42 @@ class ConfigFileTests(TestCase):
         self.assertEqual(slowdown.settings["hold"], 10)
         self.assertEqual(slowdown.settings["only"], "")
 
+    def test_dashedBehaviorNames(self) -> None:
+        """
+        Behavior names with dashes work in the table, in C{[behavior:NAME]}
+        sections and in C{--behavior-option}: C{limit-data} is
+        C{limit_data}.
+        """
+        config = self.writeConfig("[behavior:limit-data]\nbytes = 10\n")
+        options = parse("--backend", "h:1", "--config", config,
+                        "--behavior", "50:limit-data,10:slow-open+reset-peer",
+                        "--behavior-option", "reset-peer.timeout=5")
+        behaviors = options.table.behaviors
+        self.assertEqual(behaviors["limit_data"].settings["bytes"], 10)
+        self.assertEqual(behaviors["reset_peer"].settings["timeout"], 5.0)
+        self.assertEqual(sorted(behaviors), ["limit_data", "reset_peer", "slow_open"])
+
+    def test_durationsWithUnits(self) -> None:
+        """
+        Time options take a unit on the command line and in the file, and
+        a bare number keeps each option's own unit (seconds for the core
+        timeouts, milliseconds for latency, microseconds for slicer).
+        """
+        config = self.writeConfig("[vaurien]\nidle-timeout = 2m\n"
+                                  "[behavior:latency]\nlatency = 1.5s\n")
+        options = parse("--backend", "h:1", "--config", config, "--timeout", "250ms",
+                        "--shutdown-grace", "3", "--behavior", "latency+slicer",
+                        "--behavior-latency-jitter", "20", "--behavior-slicer-delay", "2ms")
+        self.assertEqual(options["timeout"], 0.25)
+        self.assertEqual(options["idle_timeout"], 120.0)
+        self.assertEqual(options["shutdown_grace"], 3.0)
+        latency = options.table.behaviors["latency"].settings
+        self.assertEqual((latency["latency"], latency["jitter"]), (1500.0, 20.0))
+        self.assertEqual(options.table.behaviors["slicer"].settings["delay"], 2000.0)
+        with self.assertRaises(UsageError) as caught:
+            parse("--backend", "h:1", "--timeout", "5 parsecs")
+        self.assertIn("unknown unit 'parsecs'", str(caught.exception))
+
     def test_badConfigFiles(self) -> None:
         """
         Unknown sections and keys, bad values and unreadable files are
@@ -226,6 +262,57 @@ class ConfigFileTests(TestCase):
         with self.assertRaises(UsageError) as caught:
             parse("--config", "/nonexistent/txvaurien.ini")
         self.assertIn("cannot read config file", str(caught.exception))
+
+
+class ConfigErrorTests(TestCase):
+    """
+    Every error in an INI file names the file, and the section and key
+    where there is one.
+    """
+
+    def refused(self, data: bytes) -> tuple[str, str]:
+        path = FilePath(self.mktemp())
+        path.setContent(data)
+        with self.assertRaises(UsageError) as caught:
+            parse("--config", path.path)
+        return path.path, str(caught.exception)
+
+    def test_pluginKeyNamesFileSectionAndKey(self) -> None:
+        """
+        An unknown key in a C{[behavior:NAME]} or C{[protocol:NAME]}
+        section names the file, the section and the key.
+        """
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:delay]\nslep = 0.1\n")
+        self.assertTrue(message.startswith(
+            "config file {!r} [behavior:delay] slep: unknown option".format(path)), message)
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[protocol:tcp]\nerror_size = -1\n")
+        self.assertTrue(message.startswith(
+            "config file {!r} [protocol:tcp] error_size: expected".format(path)), message)
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:nosuch]\na = 1\n")
+        self.assertEqual(message.split(";")[0], "config file {!r} [behavior:nosuch]: "
+                                                "unknown behavior 'nosuch'".format(path))
+
+    def test_missingBracket(self) -> None:
+        """
+        A section header without its closing bracket is reported as such,
+        with its line, not as an unknown key.
+        """
+        path, message = self.refused(b"[vaurien]\nbackend = h:1\n\n[behavior:delay\nsleep = 1\n")
+        self.assertEqual(message, "config file {!r} line 4: section header "
+                                  "'[behavior:delay' has no closing ']'".format(path))
+
+    def test_binaryFile(self) -> None:
+        """
+        A file that is not UTF-8 text, or holds NUL bytes, gets a one-line
+        error naming the file.
+        """
+        path, message = self.refused(b"\xff\xfe\x00garbage")
+        self.assertEqual(message, "config file {!r}: not UTF-8 text (byte 0xff at offset 0); "
+                                  "an INI file with [vaurien] and [behavior:NAME] sections "
+                                  "is expected".format(path))
+        path, message = self.refused(b"[vaurien]\x00\x01")
+        self.assertIn("binary data (a NUL byte at offset 9)", message)
+        self.assertNotIn("\n", message)
 
 
 class MakeServiceTests(TestCase):
