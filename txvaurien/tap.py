@@ -386,7 +386,8 @@ class BaseOptions(usage.Options):
                 "protocol {} does not frame requests; use connection".format(
                     self.handler.name))
         self["behavior_scope"] = scope
-        self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+        self.table = buildTable(
+            core["behavior"], registry, behaviorSettings, scope, self.handler.name)
 
 
 def _isJSON(path: str) -> bool:
