@@ -29,9 +29,11 @@ import os
 from collections import deque
 from typing import IO, Any, Callable
 
+from twisted.application.service import Service
 from twisted.logger import LogLevel
 
 from txvaurien import logs
+from txvaurien.options import Number, OptionType
 
 _log = logs.logger("txvaurien.journal")
 
@@ -47,6 +49,50 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 Subscriber = Callable[[dict[str, Any]], None]
 
 
+class WritableFile(OptionType):
+    """
+    A path to a file that can be created or appended to.
+    """
+
+    name = "path"
+
+    def parse(self, text: str) -> str:
+        path = text.strip()
+        if not path:
+            raise ValueError("expected a file path, got an empty one")
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ValueError("{!r} is a directory".format(path))
+        if not os.path.isdir(folder):
+            raise ValueError("directory {!r} does not exist".format(folder))
+        if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+            raise ValueError("{!r} is not writable".format(path))
+        return path
+
+
+#: The options of C{twistd vaurien} about the journal, declared once
+#: (L{txvaurien.tap} adds them to its core options).
+OPTIONS: dict[str, tuple[str, Any, Any]] = {
+    "journal": (
+        "Write the fault journal to this file: one JSON object a line, one "
+        "line per fault that acted, flushed as written",
+        WritableFile(),
+        None,
+    ),
+    "journal_max_bytes": (
+        "Bound of the journal file in bytes: past it, the file becomes "
+        "FILE.1 (replacing the older one) and a new one begins",
+        Number(int, 1024),
+        DEFAULT_MAX_BYTES,
+    ),
+    "journal_events": (
+        "Fault journal events kept in memory for the control API's GET /events",
+        Number(int, 1),
+        DEFAULT_CAPACITY,
+    ),
+}
+
+
 class Journal:
     """
     Where events go: a bounded ring in memory, an optional JSON-lines
@@ -56,7 +102,7 @@ class Journal:
     @ivar capacity: how many events the ring keeps.
     @ivar cursor: how many events were ever recorded; the next event's
         cursor.
-    @ivar counts: C{(behavior, action)} to how many events.
+    @ivar counts: C{(proxy, behavior, action)} to how many events.
     @ivar path: the file, or L{None}.
     @ivar maxBytes: the bound of the file: past it, the file is renamed
         C{PATH.1} (replacing an older one) and a new one begins.
@@ -78,7 +124,7 @@ class Journal:
         self.capacity = capacity
         self.ring: deque[dict[str, Any]] = deque(maxlen=capacity)
         self.cursor = 0
-        self.counts: dict[tuple[str, str], int] = {}
+        self.counts: dict[tuple[str, str, str], int] = {}
         self.path = path
         self.maxBytes = maxBytes
         self.subscribers: list[Subscriber] = []
@@ -102,7 +148,8 @@ class Journal:
         event["time"] = self.clock.seconds()
         self.cursor += 1
         self.ring.append(event)
-        key = (event.get("behavior", ""), event.get("action", ""))
+        key = (str(event.get("proxy", "")), str(event.get("behavior", "")),
+               str(event.get("action", "")))
         self.counts[key] = self.counts.get(key, 0) + 1
         if self._file is not None:
             self._write(event)
@@ -158,6 +205,43 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class JournalService(Service):
+    """
+    Closes a journal's file when the application stops.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        self.journal.close()
+        return None
+
+
+def fromConfig(config: Any, clock: Any, parent: Any) -> Journal | None:
+    """
+    The journal C{twistd vaurien}'s options ask for: with C{--journal} or
+    C{--http}, a L{Journal} (with a file, a L{JournalService} named
+    C{journal} in C{parent} closes it on stop); otherwise L{None} (faults
+    are only logged).
+    """
+    path = config.get("journal")
+    if path is None and not config.get("http"):
+        return None
+    journal = Journal(
+        clock,
+        capacity=config.get("journal_events") or DEFAULT_CAPACITY,
+        path=path,
+        maxBytes=config.get("journal_max_bytes") or DEFAULT_MAX_BYTES,
+    )
+    if path is not None:
+        service = JournalService(journal)
+        service.setName("journal")
+        service.setServiceParent(parent)
+    return journal
 
 
 def requestFields(message: Any) -> dict[str, Any]:
@@ -262,6 +346,6 @@ def stageEvent(stage: Any, action: str, message: Any = None, **figures: Any) -> 
 
 
 __all__ = [
-    "Journal", "emit", "connectionEvent", "stageEvent", "requestFields",
+    "Journal", "JournalService", "OPTIONS", "fromConfig", "emit", "connectionEvent", "stageEvent", "requestFields",
     "DEFAULT_CAPACITY", "DEFAULT_MAX_BYTES", "REQUEST_FIELDS",
 ]

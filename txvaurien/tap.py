@@ -17,7 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txvaurien import endpoints, logs, options
+from txvaurien import endpoints, journal, logs, options, scenario
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -111,6 +111,9 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         False,
     ),
 }
+
+CORE.update(journal.OPTIONS)
+CORE.update(scenario.OPTIONS)
 
 _SHORT = {"proxy": "p", "backend": "b"}
 
@@ -242,6 +245,7 @@ class BaseOptions(usage.Options):
     def postOptions(self) -> None:
         try:
             self._resolve()
+            self.scenarioPlan = scenario.checkedFile(self)
         except (OptionError, TableError, UnknownPlugin, ConfigError,
                 endpoints.EndpointError) as e:
             raise usage.UsageError(str(e))
@@ -447,6 +451,7 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
     logs.setLevel(config["log_level"])
     parent = MultiService()
     random = RandomSource(config["seed"])
+    config.eventJournal = journal.fromConfig(config, reactor, parent)
     proxy: ProxyService | None = None
     if config["backend"] is not None:
         backendText = config["backend"].strip()
@@ -470,6 +475,8 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
         proxy.exitOnListenFailure = True
         proxy.setName("proxy")
         proxy.setServiceParent(parent)
+        factory.journal = config.eventJournal  # type: ignore[attr-defined]
+        scenario.fromConfig(config, reactor, factory, parent)
     proxiesConfig = getattr(config, "proxiesConfig", [])
     if config.get("http") or proxiesConfig:
         _controlPlane(config, reactor, parent, proxy, random, proxiesConfig)
@@ -502,6 +509,7 @@ def _controlPlane(
         grace=config["shutdown_grace"],
     ))
     manager.setName("proxies")
+    manager.journal = getattr(config, "eventJournal", None)  # type: ignore[attr-defined]
     if proxy is not None:
         manager.adopt(proxy, config["backend"].strip())
     for spec in proxiesConfig:
