@@ -4,7 +4,9 @@ Tests for L{txvaurien.match} and the behavior table's use of matches.
 
 from __future__ import annotations
 
+import os
 import random
+import shlex
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -348,3 +350,26 @@ class ProxyMatchTests(SynchronousTestCase):
         client.send(b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nz")
         self.assertEqual(backend.received(), b"")
         self.assertTrue(client.received().startswith(b"HTTP/1.1 503"))
+
+
+class DocsExampleTests(SynchronousTestCase):
+    """
+    The command lines of C{docs/matching.rst} are valid.
+    """
+
+    def test_commandLinesParse(self) -> None:
+        """
+        Every C{twistd -n vaurien} example of the matching guide parses,
+        and its table has the match it gives.
+        """
+        docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "docs", "matching.rst")
+        with open(docs) as f:
+            commands = [line.strip() for line in f if line.strip().startswith("twistd -n vaurien")]
+        self.assertEqual(len(commands), 5)
+        for command in commands:
+            argv = shlex.split(command)[3:]
+            config = tap.Options()
+            config.parseOptions(argv)
+            given = argv[argv.index(next(a for a in argv if a.endswith("-match"))) + 1]
+            self.assertIn(given, [m.text for m in config.table.matches.values()])

@@ -6,6 +6,7 @@ the clock.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txvaurien import tap
 from txvaurien.journal import Journal
 from txvaurien.scenario import ScenarioError, ScenarioRunner, parseScenario, readScenario
+from txvaurien.table import buildTable
 from txvaurien.test.helpers import Harness, testRegistry
 
 TIMELINE = {
@@ -248,3 +250,34 @@ class OptionTests(SynchronousTestCase):
                 "--backend", "127.0.0.1:80", "--scenario", given])
             self.assertIn("--scenario", str(e))
             self.assertIn(expected, str(e))
+
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "docs")
+
+
+class DocsExampleTests(SynchronousTestCase):
+    """
+    The scenario examples of the documentation are valid and say the
+    same thing in both forms.
+    """
+
+    def test_jsonAndIniAgree(self) -> None:
+        """
+        C{docs/examples/scenario.json} and C{scenario.ini} read without
+        error into the same steps, whose tables have the same settings.
+        """
+        registry = testRegistry()
+        forms = [readScenario(os.path.join(DOCS, "examples", name), registry, "request",
+                              "http") for name in ("scenario.json", "scenario.ini")]
+        shapes = []
+        for scenario in forms:
+            shape = []
+            for step in scenario.steps:
+                table = buildTable(step.behavior, registry, step.settings, "request", "http")
+                shape.append((step.name, step.at, step.until, table.describe(),
+                              {n: b.settings for n, b in table.behaviors.items()},
+                              step.ramp.asJSON() if step.ramp else None))
+            shapes.append((scenario.loop, shape))
+        self.assertEqual(shapes[0], shapes[1])
+        self.assertEqual(len(shapes[0][1]), 4)
