@@ -43,10 +43,29 @@ REQUEST_FIELDS = ("method", "path", "command", "key", "verb")
 #: Events kept in memory by default.
 DEFAULT_CAPACITY = 10000
 
+#: Seconds an event may wait before the file is written and flushed.
+FLUSH_DELAY = 0.05
+
+#: Events that make the file be written at once.
+FLUSH_EVENTS = 256
+
 #: Default bound of a journal file, in bytes.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 Subscriber = Callable[[dict[str, Any]], None]
+
+_lenient = json.JSONEncoder(default=str).encode
+
+
+def encode(event: dict[str, Any]) -> str:
+    """
+    One event as one line of JSON, keys in the order they were set (the
+    same for the same decisions); a value JSON lacks is written as text.
+    """
+    try:
+        return json.dumps(event)
+    except (TypeError, ValueError):
+        return _lenient(event)
 
 
 class WritableFile(OptionType):
@@ -75,7 +94,7 @@ class WritableFile(OptionType):
 OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "journal": (
         "Write the fault journal to this file: one JSON object a line, one "
-        "line per fault that acted, flushed as written",
+        "line per fault that acted, written and flushed within 50 ms",
         WritableFile(),
         None,
     ),
@@ -130,6 +149,8 @@ class Journal:
         self.subscribers: list[Subscriber] = []
         self._file: IO[str] | None = None
         self._size = 0
+        self._pending: list[str] = []
+        self._flush: Any = None
         if path is not None:
             self._open()
 
@@ -148,29 +169,51 @@ class Journal:
         event["time"] = self.clock.seconds()
         self.cursor += 1
         self.ring.append(event)
-        key = (str(event.get("proxy", "")), str(event.get("behavior", "")),
-               str(event.get("action", "")))
-        self.counts[key] = self.counts.get(key, 0) + 1
+        key = (event.get("proxy", ""), event.get("behavior", ""), event.get("action", ""))
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
         if self._file is not None:
-            self._write(event)
-        for subscriber in list(self.subscribers):
-            subscriber(event)
+            pending = self._pending
+            pending.append(encode(event))
+            if len(pending) >= FLUSH_EVENTS:
+                self.flush()
+            elif self._flush is None:
+                self._flush = self.clock.callLater(FLUSH_DELAY, self.flush)
+        if self.subscribers:
+            for subscriber in list(self.subscribers):
+                subscriber(event)
         return event
 
-    def _write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, sort_keys=True, default=str) + "\n"
-        size = len(line.encode("utf-8"))
+    def flush(self) -> None:
+        """
+        Write the events recorded since the last flush to the file, and
+        flush it: L{FLUSH_DELAY} seconds after the first of them, at once
+        when L{FLUSH_EVENTS} wait, and on L{close}; a burst costs one
+        write.
+        """
+        call, self._flush = self._flush, None
+        if call is not None and call.active():
+            call.cancel()
+        pending, self._pending = self._pending, []
         file = self._file
-        assert file is not None and self.path is not None
-        if self._size and self._size + size > self.maxBytes:
-            file.close()
-            os.replace(self.path, self.path + ".1")
-            self._open()
-            file = self._file
-            assert file is not None
-        file.write(line)
+        if file is None or not pending:
+            return
+        assert self.path is not None
+        chunk: list[str] = []
+        for line in pending:
+            size = len(line.encode("utf-8")) + 1
+            if self._size and self._size + size > self.maxBytes:
+                file.write("".join(chunk))
+                chunk = []
+                file.close()
+                os.replace(self.path, self.path + ".1")
+                self._open()
+                file = self._file
+                assert file is not None
+            chunk.append(line + "\n")
+            self._size += size
+        file.write("".join(chunk))
         file.flush()
-        self._size += size
 
     def since(self, cursor: int = 0, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
         """
@@ -203,6 +246,7 @@ class Journal:
         Close the file, if any.
         """
         if self._file is not None:
+            self.flush()
             self._file.close()
             self._file = None
 
@@ -251,7 +295,12 @@ def requestFields(message: Any) -> dict[str, Any]:
     if message is None:
         return {}
     meta = message.meta
-    return {name: meta[name] for name in REQUEST_FIELDS if name in meta}
+    fields = {}
+    for name in REQUEST_FIELDS:
+        value = meta.get(name)
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 def _client(connection: Any) -> tuple[str | None, int | None]:
@@ -297,7 +346,7 @@ def emit(
     }
     event.update(requestFields(message))
     event["behavior"] = behavior.name
-    event["options"] = {k: v for k, v in behavior.settings.items()}
+    event["options"] = dict(behavior.settings)
     event["direction"] = direction
     event["action"] = action
     event.update(figures)

@@ -19,7 +19,6 @@ counts what it recorded, so the two agree.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -28,7 +27,7 @@ from twisted.internet.defer import Deferred
 from txvaurien import logs
 from txvaurien.control.errors import ApiError
 from txvaurien.control.resource import VAURIEN, Reply, Route, queryArgument, vaurienReply
-from txvaurien.journal import Journal
+from txvaurien.journal import Journal, encode
 
 _log = logs.logger("txvaurien.control")
 
@@ -137,8 +136,7 @@ class EventsAPI:
                 transport.abortConnection()
                 return
             request.write("id: {}\nevent: fault\ndata: {}\n\n".format(
-                event["cursor"], json.dumps(event, sort_keys=True, default=str),
-            ).encode("utf-8"))
+                event["cursor"], encode(event)).encode("utf-8"))
 
         while since < journal.cursor:
             replay, since = journal.since(since, MAX_LIMIT)

@@ -124,18 +124,48 @@ class FileTests(SynchronousTestCase):
     The journal file.
     """
 
-    def test_jsonLinesFlushed(self) -> None:
+    def test_jsonLinesFlushedWithin50ms(self) -> None:
         """
-        Each event is one JSON line, readable as soon as it is recorded.
+        Each event is one JSON line; events are written and flushed
+        together 50 ms after the first of them.
+        """
+        path = self.mktemp()
+        clock = Clock()
+        j = Journal(clock, path=path)
+        self.addCleanup(j.close)
+        j.record(event(5))
+        j.record(event(6))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0.049)
+        self.assertEqual(os.path.getsize(path), 0)
+        clock.advance(0.001)
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual([json.loads(line)["ms"] for line in lines], [5, 6])
+
+    def test_burstWrittenAtOnce(self) -> None:
+        """
+        When 256 events wait, they are written without waiting for the
+        timer.
         """
         path = self.mktemp()
         j = Journal(Clock(), path=path)
         self.addCleanup(j.close)
-        j.record(event(5))
+        for i in range(journal.FLUSH_EVENTS):
+            j.record(event(i))
         with open(path) as f:
-            lines = f.read().splitlines()
-        self.assertEqual(len(lines), 1)
-        self.assertEqual(json.loads(lines[0])["ms"], 5)
+            self.assertEqual(len(f.read().splitlines()), journal.FLUSH_EVENTS)
+
+    def test_closeFlushes(self) -> None:
+        """
+        Closing the journal writes what is pending.
+        """
+        path = self.mktemp()
+        j = Journal(Clock(), path=path)
+        j.record(event(7))
+        j.close()
+        with open(path) as f:
+            self.assertEqual(json.loads(f.read())["ms"], 7)
 
     def test_sizeBounded(self) -> None:
         """
@@ -147,6 +177,9 @@ class FileTests(SynchronousTestCase):
         self.addCleanup(j.close)
         for i in range(100):
             j.record(event(i))
+            if i % 7 == 0:
+                j.flush()
+        j.flush()
         self.assertLessEqual(os.path.getsize(path), 1000)
         self.assertLessEqual(os.path.getsize(path + ".1"), 1000)
         with open(path) as f:
