@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from txvaurien.test.aimhook import aim
-from txvaurien.test.controlhelpers import echoServer
+from txvaurien.test.controlhelpers import EchoControlTestCase, echoServer
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.servers import listenBackend, requireModule, sharedServer
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
@@ -194,3 +194,31 @@ class ClientMatchTests(TestCase):
         cut = yield threads.deferToThread(exchange, "127.0.0.1")
         spared = yield threads.deferToThread(exchange, "127.0.0.2")
         self.assertEqual((cut, spared), (b"", b"hello"))
+
+
+class ToxicMatchTests(EchoControlTestCase):
+    """
+    The C{match} extension of Toxiproxy's toxics.
+    """
+
+    @defer.inlineCallbacks
+    def test_toxicMatchField(self) -> Generator[Any, Any, None]:
+        """
+        A toxic created with C{match} shows it and its behavior has it; a
+        toxic without one shows no C{match} field, as Toxiproxy's do; a
+        request field (toxics act per connection) or a bad network is a
+        400.
+        """
+        status, value = yield self.control.json("POST", "/proxies/vaurien/toxics", {
+            "type": "latency", "match": "client=127.0.0.0/8"})
+        self.assertEqual((status, value["match"]), (200, "client=127.0.0.0/8"))
+        status, value = yield self.control.json("POST", "/proxies/vaurien/toxics", {
+            "type": "bandwidth", "attributes": {"rate": 100}})
+        self.assertNotIn("match", value)
+        toxic = self.control.manager.get("vaurien").toxic("latency_downstream")
+        self.assertEqual(toxic.behavior.settings["match"], "client=127.0.0.0/8")
+        for text in ("method=GET", "client=300.0.0.0/8"):
+            status, value = yield self.control.json("POST", "/proxies/vaurien/toxics", {
+                "type": "timeout", "match": text})
+            self.assertEqual(status, 400)
+            self.assertIn("match:", value["error"])
