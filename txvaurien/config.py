@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from twisted.internet.endpoints import serverFromString
 
-from txvaurien import endpoints, inifile, logs, options, statsd
+from txvaurien import endpoints, inifile, journal, logs, options, scenario, statsd
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.registry import Registry, UnknownPlugin
 from txvaurien.table import CONNECTION, REQUEST, BehaviorTable, TableError, buildTable
@@ -140,6 +140,8 @@ CORE: dict[str, tuple[str, Any, Any]] = {
 }
 
 CORE.update(statsd.OPTIONS)
+CORE.update(journal.OPTIONS)
+CORE.update(scenario.OPTIONS)
 
 _log = logs.logger("txvaurien.config")
 
@@ -190,12 +192,19 @@ class Configuration:
     proxies: list[Any] = field(default_factory=list)
     httpListen: str | None = None
     path: str | None = None
+    scenarioPlan: Any = None
 
     def __getitem__(self, name: str) -> Any:
         """
         A core option's value (C{configuration["timeout"]}).
         """
         return self.core[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """
+        A core option's value, or C{default} for an unknown name.
+        """
+        return self.core.get(name, default)
 
 
 def isJSON(path: str) -> bool:
@@ -385,11 +394,13 @@ def _resolve(
             "--behavior-scope",
             "protocol {} does not frame requests; use connection".format(handler.name))
     core["behavior_scope"] = scope
-    table = buildTable(core["behavior"], registry, behaviorSettings, scope)
-    return Configuration(
+    table = buildTable(core["behavior"], registry, behaviorSettings, scope, handler.name)
+    configuration = Configuration(
         core=core, handler=handler, table=table, registry=registry,
         behaviorSettings=behaviorSettings, protocolSettings=protocolSettings,
         proxies=proxies, httpListen=httpListen, path=path or None)
+    configuration.scenarioPlan = scenario.checkedFile(configuration)
+    return configuration
 
 
 def splitValues(

@@ -29,7 +29,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 
-from txvaurien import endpoints, logs
+from txvaurien import endpoints, journal, logs, scenario
 from txvaurien.config import Configuration, fromValues
 from txvaurien.control.manager import ProxyDefaults, ProxyManager
 from txvaurien.control.server import ControlService, buildSite
@@ -63,6 +63,7 @@ def buildService(
     if parent is None:
         parent = MultiService()
     random = RandomSource(core["seed"])
+    eventJournal = journal.fromConfig(configuration, reactor, parent)
     proxy: ProxyService | None = None
     if core["backend"] is not None:
         backendText = core["backend"].strip()
@@ -87,8 +88,10 @@ def buildService(
         proxy.exitOnListenFailure = True
         proxy.setName("proxy")
         proxy.setServiceParent(parent)
+        factory.journal = eventJournal  # type: ignore[attr-defined]
+        scenario.fromConfig(configuration, reactor, factory, parent)
     if core["http"] or configuration.proxies:
-        _controlPlane(configuration, reactor, parent, proxy, random)
+        _controlPlane(configuration, reactor, parent, proxy, random, eventJournal)
     return parent
 
 
@@ -98,6 +101,7 @@ def _controlPlane(
     parent: MultiService,
     proxy: ProxyService | None,
     random: RandomSource,
+    eventJournal: Any = None,
 ) -> None:
     """
     Add the proxy manager (with the proxies of a JSON configuration) and,
@@ -115,6 +119,7 @@ def _controlPlane(
         backlog=core["backlog"],
     ))
     manager.setName("proxies")
+    manager.journal = eventJournal  # type: ignore[attr-defined]
     if proxy is not None:
         manager.adopt(proxy, core["backend"].strip())
     for spec in configuration.proxies:

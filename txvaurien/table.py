@@ -13,8 +13,13 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping, Sequence
 
-from txvaurien import options
+from txvaurien import logs, options
+from txvaurien.behaviors.base import Behavior
+from txvaurien.match import Match, MatchError, checkTable
+from txvaurien.match import parse as parseMatch
 from txvaurien.registry import Registry, canonicalName
+
+_log = logs.logger("txvaurien.table")
 
 CONNECTION = "connection"
 REQUEST = "request"
@@ -77,6 +82,9 @@ class BehaviorTable:
     @ivar behaviors: name to configured L{IBehavior}, one per name.
     @ivar alternatives: C{(weight, chain)} pairs; weights add up to 100.
     @ivar inert: C{True} when no choice can ever give a fault.
+    @ivar matches: behavior to its parsed C{match}, for the behaviors
+        that have one.
+    @ivar warnings: why some behaviors can never act in this scope.
     """
 
     def __init__(
@@ -103,18 +111,61 @@ class BehaviorTable:
             chain and any(b.settings.get("toxicity", 1.0) > 0 for b in chain)
             for _, chain in self.alternatives
         )
+        self._active = {b for _, chain in self.alternatives for b in chain}
+        self.matches: dict[Any, Match] = {}
+        for behavior in self.behaviors.values():
+            try:
+                match = parseMatch(behavior.settings.get("match") or "")
+                if match is not None:
+                    match.check(None, scope == REQUEST)
+            except MatchError as e:
+                raise TableError("behavior {} option match: {}".format(behavior.name, e))
+            if match is not None:
+                self.matches[behavior] = match
+        self.warnings = [
+            "behavior {} acts only when a connection opens: it can never act "
+            "under request scope".format(b.name)
+            for b in self.behaviors.values()
+            if scope == REQUEST and _connectionOnly(b)
+        ]
 
-    def choose(self, rng: random.Random | None) -> tuple[Any, ...]:
+    def choose(
+        self,
+        rng: random.Random | None,
+        request: Any = None,
+        connection: Any = None,
+        head: bytes | None = None,
+    ) -> tuple[Any, ...]:
         """
         Draw one chain of behaviors, with toxicity applied to each.
 
+        Behaviors with a C{match} take part only when the request (or,
+        under connection scope, the connection) matches.  When no
+        behavior of the table can act on it, nothing is drawn: such
+        traffic consumes no randomness.
+
         @param rng: the random stream to draw from; it is used only when
             there is a real choice, so an inert table costs nothing.
+        @param request: the request's L{txvaurien.frames.Message}, or
+            L{None} under connection scope.
+        @param connection: the L{txvaurien.interfaces.IConnection}; without
+            it, no behavior with a match acts.
+        @param head: the bytes of the request's first frame, for match
+            fields the framers do not record.
         @return: the behaviors that act, in order (empty for C{dummy}).
         """
         if self.inert:
             return ()
         assert rng is not None
+        excluded: Any = ()
+        matches = self.matches
+        if matches:
+            excluded = {
+                behavior for behavior, match in matches.items()
+                if not match.matches(request, connection, head)
+            }
+            if excluded and excluded >= self._active:
+                return ()
         if len(self.alternatives) == 1:
             chain = self.alternatives[0][1]
         else:
@@ -125,6 +176,8 @@ class BehaviorTable:
                 draw -= weight
         acting = []
         for behavior in chain:
+            if behavior in excluded:
+                continue
             toxicity = behavior.settings.get("toxicity", 1.0)
             if toxicity >= 1.0 or (toxicity > 0.0 and rng.random() < toxicity):
                 acting.append(behavior)
@@ -140,18 +193,35 @@ class BehaviorTable:
         )
 
 
+def _connectionOnly(behavior: Any) -> bool:
+    """
+    Whether a behavior acts only when a connection opens (it overrides
+    C{connectionMade} but builds no fault), like C{slow_open}.
+    """
+    kind = type(behavior)
+    return (
+        isinstance(behavior, Behavior)
+        and kind.buildFault is Behavior.buildFault
+        and kind.connectionMade is not Behavior.connectionMade
+    )
+
+
 def buildTable(
     spec: str,
     registry: Registry,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     scope: str = CONNECTION,
+    protocol: str | None = None,
 ) -> BehaviorTable:
     """
     Parse C{spec} and configure its behaviors.
 
     @param settings: behavior name to option values (text or JSON), for
         behaviors in the table and possibly others (ignored).
-    @raise TableError: for a bad specification.
+    @param protocol: the protocol's name, to check the fields matches
+        name; L{None} accepts the fields of any protocol.
+    @raise TableError: for a bad specification, or a match naming a field
+        the protocol or scope lacks.
     @raise txvaurien.registry.UnknownPlugin: for an unknown behavior.
     @raise txvaurien.options.OptionError: for a bad option value.
     """
@@ -175,4 +245,11 @@ def buildTable(
                 configured[name] = template.configure(values)
             chain.append(configured[name])
         alternatives.append((weight, chain))
-    return BehaviorTable(spec, alternatives, scope)
+    table = BehaviorTable(spec, alternatives, scope)
+    try:
+        checkTable(table, protocol)
+    except MatchError as e:
+        raise TableError(str(e))
+    for warning in table.warnings:
+        _log.warn("{problem}", problem=warning)
+    return table

@@ -30,6 +30,7 @@ class AbortFault(Fault):
             self.stage.forward(frame)
             return
         self.aborted = True
+        self.journal("aborted", frame.message)
         self.stage.drop(frame)
         self.stage.connection.abort()
 

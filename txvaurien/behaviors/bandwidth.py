@@ -67,6 +67,8 @@ class BandwidthFault(HoldingFault):
         return int(min(MAX_HOLD, max(MIN_HOLD, self._rate() * HOLD_SECONDS)))
 
     def frameReceived(self, frame: Frame) -> None:
+        if frame.first:
+            self.journal("throttled", frame.message, rate=self.settings["rate"])
         self.hold(frame, 0.0)
 
     def _refill(self, now: float, rate: float) -> None:

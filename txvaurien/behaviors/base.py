@@ -14,10 +14,37 @@ from txvaurien import logs
 
 from txvaurien.frames import BOTH, DIRECTIONS
 from txvaurien.interfaces import IBehavior, IConnection, IFault, IStage
-from txvaurien.options import Choice, Number
+from txvaurien.journal import stageEvent
+from txvaurien.match import MatchError
+from txvaurien.match import parse as parseMatch
+from txvaurien.options import Choice, Number, OptionType
 from txvaurien.plugin import Configurable
 
 _log = logs.logger("txvaurien.behaviors")
+
+
+#: The options every behavior has, declared by L{commonOptions}.
+COMMON_NAMES = ("direction", "toxicity", "match")
+
+
+class MatchText(OptionType):
+    """
+    A C{match} option's value: checked when given, kept as text.
+    """
+
+    name = "match"
+
+    def check(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return OptionType.check(self, value)
+
+    def parse(self, text: str) -> str | None:
+        try:
+            parseMatch(text)
+        except MatchError as e:
+            raise ValueError(str(e))
+        return text if text.strip() else None
 
 
 def commonOptions(direction: str) -> dict[str, tuple[str, Any, Any]]:
@@ -38,6 +65,13 @@ def commonOptions(direction: str) -> dict[str, tuple[str, Any, Any]]:
             Number(float, 0.0, 1.0),
             1.0,
         ),
+        "match": (
+            "Act only on requests (or, under connection scope, connections) "
+            "that match: terms such as method=POST path=/api/* key~^user: "
+            "client=10.0.0.0/8, all of which must hold (see Matching)",
+            MatchText(),
+            None,
+        ),
     }
 
 
@@ -47,7 +81,7 @@ class Behavior(Configurable):
     A base for behaviors.
 
     Subclasses set C{name}, their own C{options} and C{defaultDirection};
-    the common C{direction} and C{toxicity} options are added to
+    the common C{direction}, C{toxicity} and C{match} options are added to
     C{options} when the class is defined.  They override
     L{connectionMade} to act on a connection as a whole and L{buildFault}
     to act on frames.
@@ -66,7 +100,7 @@ class Behavior(Configurable):
         own = {
             name: spec
             for name, spec in cls.options.items()
-            if name not in ("direction", "toxicity")
+            if name not in COMMON_NAMES
         }
         if cls.__dict__.get("inert"):
             cls.options = own
@@ -99,6 +133,16 @@ class Fault:
     def __init__(self, stage: IStage) -> None:
         self.stage = stage
         self.settings = stage.behavior.settings
+
+    def journal(self, action: str, message: Any = None, **figures: Any) -> None:
+        """
+        Record what this fault did (C{"delayed"}, C{ms=200}) as a journal
+        event and an info log line.
+
+        @param message: the message acted on, under connection scope
+            (under request scope the stage's request is used).
+        """
+        stageEvent(self.stage, action, message, **figures)
 
     def frameReceived(self, frame: Any) -> None:
         self.stage.forward(frame)

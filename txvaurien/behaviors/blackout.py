@@ -10,6 +10,7 @@ from typing import Any
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import UPSTREAM, Frame
 from txvaurien.interfaces import IConnection, IStage
+from txvaurien.journal import connectionEvent
 
 
 class BlackoutFault(Fault):
@@ -26,6 +27,7 @@ class BlackoutFault(Fault):
         self.stage.drop(frame)
         if not self.cut:
             self.cut = True
+            self.journal("reset" if self.settings["reset"] else "closed")
             self.stage.behavior.cut(self.stage.connection)
 
 
@@ -73,6 +75,7 @@ class Blackout(Behavior):
             connection.close()
 
     def connectionMade(self, connection: IConnection) -> Any:
+        connectionEvent(self, connection, "reset" if self.settings["reset"] else "closed")
         self.cut(connection)
         return None
 

@@ -66,6 +66,7 @@ class CorruptFault(Fault):
             logDecision(self.stage, "corrupt", offset=self.offset + position, bit=bit)
             position += 1 + self._gap(probability)
         self.skip = position - size
+        self.journal("corrupted", frame.message, offset=self.offset)
         self.offset += size
         self.stage.forward(Frame(bytes(corrupted), frame.message, frame.first, frame.last))
 

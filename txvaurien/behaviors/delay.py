@@ -38,6 +38,8 @@ class DelayFault(HoldingFault):
 
     def frameReceived(self, frame: Frame) -> None:
         sleep = self._sleep()
+        if frame.first and sleep > 0.0:
+            self.journal("delayed", frame.message, ms=round(sleep * 1000.0, 3))
         if not self.queue and sleep <= 0.0:
             self.stage.forward(frame)
         else:

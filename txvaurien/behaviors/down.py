@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import BOTH, Frame
 from txvaurien.interfaces import IConnection, IFault, IStage
+from txvaurien.journal import connectionEvent, stageEvent
 
 
 class DownFault(Fault):
@@ -57,10 +58,12 @@ class Down(Behavior):
     options: ClassVar[dict[str, tuple[str, Any, Any]]] = {}
 
     def connectionMade(self, connection: IConnection) -> None:
+        connectionEvent(self, connection, "closed")
         _close(connection)
 
     def buildFault(self, stage: IStage) -> IFault:
         if stage.message is not None:
+            stageEvent(stage, "closed")
             _close(stage.connection)
         return DownFault(stage)
 

@@ -33,6 +33,8 @@ class DropFault(Fault):
         if frame.first:
             self.dropping = self.stage.behavior.decide(
                 self.stage, frame.message, self.random)
+            if self.dropping:
+                self.journal("dropped", frame.message)
         if self.dropping:
             self.stage.drop(frame)
         else:

@@ -105,6 +105,7 @@ class ErrorFault(Fault):
         request = message if message.kind == REQUEST else None
         code = connection.random.choice(self.settings["codes"])
         logDecision(stage, "error reply", code=code)
+        self.journal("answered", message, code=code)
         reason = "{} injected by txvaurien".format(self.behavior.name)
         connection.reply(request, connection.session.errorReply(request, reason, code))
 
@@ -118,6 +119,7 @@ class ErrorFault(Fault):
         position = rng.randint(0, len(data))
         size = self.settings["inject_size"]
         logDecision(self.stage, "inject random bytes", position=position, size=size)
+        self.journal("injected", frame.message, bytes=size, position=position)
         spoiled = data[:position] + rng.randbytes(size) + data[position:]
         self.stage.forward(Frame(spoiled, frame.message, frame.first, frame.last))
 

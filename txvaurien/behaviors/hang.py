@@ -32,6 +32,8 @@ class HangFault(Fault):
 
     def frameReceived(self, frame: Frame) -> None:
         stage = self.stage
+        if frame.first:
+            self.journal("swallowed", frame.message)
         if (
             frame.last
             and stage.message is not None

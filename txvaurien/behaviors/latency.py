@@ -71,6 +71,7 @@ class LatencyFault(HoldingFault):
     def frameReceived(self, frame: Frame) -> None:
         if frame.first:
             self.delay = self.sample(frame.message)
+            self.journal("delayed", frame.message, ms=round(self.delay * 1000.0, 3))
         now = self.clock.seconds()
         due = now + self.delay
         if due < self.last:

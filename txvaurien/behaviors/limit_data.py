@@ -50,6 +50,7 @@ class LimitDataFault(Fault):
                 self.stage.forward(piece(frame, 0, room))
             self.stage.drop(piece(frame, room, size))
         connection = self.stage.connection
+        self.journal("closed", frame.message, bytes=self.passed)
         connection.close("limit_data behavior")
 
 

@@ -21,6 +21,7 @@ class LimitTimeFault(ConnectionTimerFault):
     option = "time"
 
     def expire(self) -> None:
+        self.journal("closed", ms=self.settings["time"])
         self.stage.connection.close("limit_time behavior")
 
 

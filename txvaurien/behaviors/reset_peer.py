@@ -21,6 +21,7 @@ class ResetPeerFault(ConnectionTimerFault):
     option = "timeout"
 
     def expire(self) -> None:
+        self.journal("reset", ms=self.settings["timeout"])
         self.stage.connection.reset("reset_peer behavior")
 
 

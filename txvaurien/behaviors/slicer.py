@@ -58,6 +58,8 @@ class SlicerFault(HoldingFault):
     def frameReceived(self, frame: Frame) -> None:
         data = frame.data
         end = len(data)
+        if frame.first:
+            self.journal("sliced", frame.message, average=self.settings["average_size"])
         if not end:
             self.hold(frame, 0.0)
             return

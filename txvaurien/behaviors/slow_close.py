@@ -29,6 +29,7 @@ class SlowCloseFault(Fault):
         if self.settings["delay"] <= 0:
             self.stage.forwardEOF()
             return
+        self.journal("delayed close", ms=self.settings["delay"])
         self.deadline = Deadline(self.stage, "delay", self._forwardEOF)
 
     def _forwardEOF(self) -> None:

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from txvaurien.behaviors.base import Behavior
 from txvaurien.frames import DOWNSTREAM
 from txvaurien.interfaces import IConnection
+from txvaurien.journal import connectionEvent
 from txvaurien.options import Duration
 
 
@@ -53,6 +54,7 @@ class SlowOpen(Behavior):
         delay = self.settings["delay"] / 1000.0
         if delay <= 0:
             return None
+        connectionEvent(self, connection, "delayed connect", ms=self.settings["delay"])
         call: Any = None
 
         def cancel(d: Deferred[Any]) -> None:

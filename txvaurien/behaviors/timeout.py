@@ -25,6 +25,7 @@ class TimeoutFault(ConnectionTimerFault):
         self.stage.drop(frame)
 
     def expire(self) -> None:
+        self.journal("closed", ms=self.settings["timeout"])
         self.stage.connection.close("timeout behavior")
 
 

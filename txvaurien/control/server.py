@@ -14,8 +14,10 @@ from twisted.internet.endpoints import serverFromString
 
 from txvaurien import logs
 from txvaurien.control.manager import ProxyManager, addressText
+from txvaurien.control.events import EventsAPI
 from txvaurien.control.metrics import Metrics
 from txvaurien.control.resource import ControlResource, ControlSite
+from txvaurien.control.scenario_api import ScenarioAPI
 from txvaurien.control.toxiproxy_api import ToxiproxyAPI
 from txvaurien.control.vaurien_api import VaurienAPI
 from txvaurien.limits import withBacklog
@@ -52,6 +54,7 @@ def buildSite(
     """
     metrics = Metrics(manager)
     routes = ToxiproxyAPI(manager, metrics).routes() + VaurienAPI(manager).routes()
+    routes += EventsAPI(manager, metrics).routes() + ScenarioAPI(manager).routes()
     site = ControlSite(
         ControlResource(routes, token, allowBrowsers), requestTimeout, idleTimeout)
     site.metrics = metrics  # type: ignore[attr-defined]

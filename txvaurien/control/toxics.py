@@ -26,6 +26,8 @@ from txvaurien import options
 from txvaurien.control import errors
 from txvaurien.control.jsonio import float32, goField
 from txvaurien.frames import DOWNSTREAM, UPSTREAM
+from txvaurien.match import MatchError
+from txvaurien.match import parse as parseMatch
 from txvaurien.registry import Registry
 
 #: Toxiproxy's attributes of each of its toxic types, in the order it
@@ -40,7 +42,7 @@ TOXIPROXY_ATTRIBUTES: dict[str, dict[str, int]] = {
     "reset_peer": {"timeout": 0},
 }
 
-_COMMON = ("direction", "toxicity")
+_COMMON = ("direction", "toxicity", "match")
 _MAX_FLOAT32 = 3.4028234663852886e38
 
 
@@ -105,13 +107,16 @@ class Toxic:
         """
         Toxiproxy's representation, in its field order.
         """
-        return {
+        result = {
             "attributes": self.attributes(),
             "name": self.name,
             "type": self.type,
             "stream": self.stream,
             "toxicity": float32(self.toxicity),
         }
+        if self.behavior.settings.get("match"):
+            result["match"] = self.behavior.settings["match"]
+        return result
 
     def __repr__(self) -> str:
         return "<Toxic {} {} {} {!r}>".format(
@@ -162,6 +167,23 @@ def _attributes(template: Any, type: str, given: Any) -> dict[str, Any]:
         if value is not None:
             result[name] = value
     return result
+
+
+def _match(body: dict[str, Any]) -> str | None:
+    """
+    Our extension: an optional C{match} field (client address or
+    connection ordinal; toxics act under connection scope).
+    """
+    text = _string(body, "match", "")
+    if not text:
+        return None
+    try:
+        parsed = parseMatch(text)
+        if parsed is not None:
+            parsed.check(None, requestScope=False)
+    except MatchError as e:
+        raise errors.badBody("match: {}".format(e), "match")
+    return text
 
 
 def _configure(
@@ -217,7 +239,7 @@ def buildToxic(registry: Registry, body: Any, taken: set[str]) -> Toxic:
     zero = dict(TOXIPROXY_ATTRIBUTES.get(type, {}))
     zeroFilled = set(zero) - set(attributes)
     values = {**zero, **attributes, "direction": direction,
-              "toxicity": _toxicity(toxicity)}
+              "toxicity": _toxicity(toxicity), "match": _match(body)}
     behavior = _configure(template, type, values, zeroFilled)
     return Toxic(name, type, stream, behavior, template)
 

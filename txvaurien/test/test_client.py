@@ -61,7 +61,7 @@ class VaurienMethodTests(ClientTestCase):
         before, name, options, behaviors, backend, after = yield self.inThread(scenario)
         self.assertEqual((before, name), ("100:dummy", "delay"))
         self.assertEqual(options, {"sleep": 0.5, "before": False, "direction": "both",
-                                   "toxicity": 1.0})
+                                   "toxicity": 1.0, "match": None})
         self.assertEqual(behaviors["delay"]["options"]["sleep"]["default"], 1.0)
         self.assertEqual(backend, "127.0.0.1:{}".format(self.backend))
         self.assertEqual(after, "tcp:host=127.0.0.1:port={}".format(self.backend))
@@ -96,7 +96,7 @@ class VaurienMethodTests(ClientTestCase):
         saved, inside, cut, after, raised, final = yield self.inThread(scenario)
         self.assertEqual(saved, {"behavior": "latency", "options": {
             "latency": 7.0, "jitter": 2.0, "distribution": "uniform",
-            "direction": "downstream", "toxicity": 1.0}})
+            "direction": "downstream", "toxicity": 1.0, "match": None}})
         self.assertEqual((inside["behavior"], inside["options"]["reset"]), ("blackout", True))
         self.assertIn(cut, ["ConnectionResetError", "AssertionError"])
         self.assertEqual(after, saved)

@@ -61,7 +61,8 @@ class BehaviorTests(VaurienTestCase):
         self.assertEqual((status, value), (200, {"status": "ok"}))
         status, value = yield self.control.json("GET", "/behavior")
         self.assertEqual(value, {"behavior": "delay", "options": {
-            "sleep": 0.25, "before": False, "direction": "both", "toxicity": 1.0}})
+            "sleep": 0.25, "before": False, "direction": "both", "toxicity": 1.0,
+            "match": None}})
         table = self.control.manager.get("vaurien").factory.table
         self.assertEqual(table.describe(), "100:delay")
 
@@ -120,7 +121,7 @@ class BehaviorTests(VaurienTestCase):
             ({"name": "delay", "sleep": -1}, "sleep", "expected number >= 0, got -1.0"),
             ({"name": "delay", "sleep": True}, "sleep", "expected number >= 0, got True"),
             ({"name": "delay", "slep": 1}, "slep",
-             "unknown option; known: before, direction, sleep, toxicity"),
+             "unknown option; known: before, direction, match, sleep, toxicity"),
             ({"name": "delay", "toxicity": 2}, "toxicity",
              "expected number >= 0.0 and <= 1.0, got 2.0"),
             ({"name": "120:delay"}, "name", "weight 120 in '120:delay' is not between 0 and 100"),
@@ -268,6 +269,9 @@ class BehaviorsTests(TestCase):
                 "toxicity": {"type": "number >= 0.0 and <= 1.0", "default": 1.0,
                              "description": byName["delay"]["options"]["toxicity"][
                                  "description"]},
+                "match": {"type": "match", "default": None,
+                          "description": byName["delay"]["options"]["match"][
+                              "description"]},
             }})
         self.assertEqual(byName["delay"]["options"]["sleep"]["default"], 1.0)
         status, value = yield control.json("PUT", "/behavior?proxy=x", {"name": "wobble"})

@@ -52,10 +52,12 @@ class BehaviorCommandTests(CtlTestCase):
         self.assertEqual(result, (0, "behavior set to delay\n", ""))
         result = yield self.ctl("get-behavior")
         self.assertEqual(result, (
-            0, "delay (sleep=0.5, before=false, direction=both, toxicity=1)\n", ""))
+            0, "delay (sleep=0.5, before=false, direction=both, toxicity=1, match=None)\n",
+            ""))
         status, out, _ = yield self.ctl("--json", "get-behavior")
         self.assertEqual((status, json.loads(out)), (0, {"behavior": "delay", "options": {
-            "sleep": 0.5, "before": False, "direction": "both", "toxicity": 1.0}}))
+            "sleep": 0.5, "before": False, "direction": "both", "toxicity": 1.0,
+            "match": None}}))
         yield self.ctl("set-behavior", "20:delay,10:error", "--opt", "delay.sleep=2",
                        "--opt", "error.codes=[503]")
         status, out, _ = yield self.ctl("get-behavior")
