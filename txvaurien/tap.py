@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txvaurien import endpoints, logs, options
+from txvaurien.datagram.addresses import DATAGRAM_OPTIONS, isDatagram
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.options import Choice, ListOf, Number, OptionError, String
 from txvaurien.proxy import ProxyServerFactory
@@ -110,6 +111,7 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         bool,
         False,
     ),
+    **DATAGRAM_OPTIONS,
 }
 
 _SHORT = {"proxy": "p", "backend": "b"}
@@ -341,8 +343,10 @@ class BaseOptions(usage.Options):
                 "host:port, or demo (optional with --http, which can start "
                 "a bare control server, or with a JSON --config)",
             )
-        self["proxy"] = [endpoints.checkListen(_reactor(), p) for p in core["proxy"]]
-        if core["backend"] is not None and core["backend"].strip() != "demo":
+        self["proxy"] = [p if isDatagram(p) else endpoints.checkListen(_reactor(), p)
+                         for p in core["proxy"]]
+        if core["backend"] is not None and core["backend"].strip() != "demo" \
+                and not isDatagram(core["backend"]):
             endpoints.parseBackend(_reactor(), core["backend"])
         if core["http"]:
             from txvaurien.control.server import controlEndpoint
@@ -387,6 +391,8 @@ class BaseOptions(usage.Options):
                     self.handler.name))
         self["behavior_scope"] = scope
         self.table = buildTable(core["behavior"], registry, behaviorSettings, scope)
+        from txvaurien.datagram.service import checkConfig
+        checkConfig(self["proxy"], core["backend"], self.table)
 
 
 def _isJSON(path: str) -> bool:
@@ -449,6 +455,10 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
     proxy: ProxyService | None = None
     if config["backend"] is not None:
         backendText = config["backend"].strip()
+        if isDatagram(backendText):
+            from txvaurien.datagram.service import serviceFromConfig
+            serviceFromConfig(config, reactor, random).setServiceParent(parent)
+            return parent
         if backendText == "demo":
             demo = DemoService(reactor)
             demo.setServiceParent(parent)
