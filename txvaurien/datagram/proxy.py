@@ -16,6 +16,7 @@ from twisted.logger import LogLevel
 
 from txvaurien import logs
 from txvaurien.datagram.session import DatagramSession
+from txvaurien.datagram.sockets import ConnectedSocket
 from txvaurien.frames import DOWNSTREAM, UPSTREAM
 from txvaurien.randomness import RandomSource
 
@@ -53,6 +54,12 @@ class DatagramProxy(DatagramProtocol):
     """
 
     noisy = False
+
+    #: Makes a session's backend socket: called with the reactor, the
+    #: backend's host and port, the interface, the largest datagram read,
+    #: and the callables for a datagram read and for ICMP unreachable.
+    #: Tests replace it.
+    socketFactory: Any = ConnectedSocket
 
     def __init__(
         self,
@@ -205,7 +212,7 @@ class DatagramProxy(DatagramProtocol):
         Write C{data} to C{session}'s client.
         """
         try:
-            self.transport.write(data, session.address)
+            self.transport.write(data, session.address)  # type: ignore[union-attr]
         except error.MessageLengthError:
             self._tooLong(session, DOWNSTREAM, len(data))
             return

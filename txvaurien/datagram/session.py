@@ -13,7 +13,6 @@ from zope.interface import implementer
 
 from txvaurien import logs
 from txvaurien.datagram.pipeline import Chain
-from txvaurien.datagram.sockets import ConnectedSocket
 from txvaurien.frames import DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection
 from txvaurien.table import REQUEST as REQUEST_SCOPE
@@ -65,7 +64,7 @@ class DatagramSession:
         self.session = proxy.handler.buildSession(self)
         self.opened = self.last = self.clock.seconds()
         backend = proxy.backend
-        self.port = ConnectedSocket(
+        self.port = proxy.socketFactory(
             proxy.reactor, backend.host, backend.port, backend.interface,
             proxy.maxDatagram + 1, self._fromBackend, self.unreachable)
         self._idle = self.clock.callLater(proxy.sessionTimeout, self._checkIdle)
