@@ -17,18 +17,26 @@ from typing import Any, Callable
 from twisted.internet import error
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IReadDescriptor
 from zope.interface import implementer
+
+#: The errors that say the peer cannot be reached (ICMP unreachable).
+_UNREACHABLE = frozenset([errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH])
 
 #: Datagrams read in one C{doRead} at most, so that one busy socket does
 #: not starve the others.
 READS_PER_TURN = 64
 
 
-@implementer(IReadDescriptor)
+@implementer(IReadDescriptor, IHalfCloseableDescriptor)
 class ConnectedSocket:
     """
     A UDP socket connected to one address, read on the reactor.
+
+    A pending socket error with nothing to read (the ICMP error of a
+    connected UDP socket) makes a poll-based reactor report a disconnection
+    instead of a read; as an L{IHalfCloseableDescriptor} the socket is told
+    through L{readConnectionLost}, reads the error, and is read again.
 
     @ivar received: called with each datagram read.
     @ivar refused: called when the peer answered with ICMP unreachable.
@@ -82,10 +90,10 @@ class ConnectedSocket:
                 data = recv(size)
             except BlockingIOError:
                 return
-            except ConnectionRefusedError:
-                self.refused()
-                continue
-            except OSError:
+            except OSError as e:
+                if e.errno in _UNREACHABLE:
+                    self.refused()
+                    continue
                 return
             received(data)
             if self.closed:
@@ -103,14 +111,30 @@ class ConnectedSocket:
             self.socket.send(data)
         except BlockingIOError:
             return False
-        except ConnectionRefusedError:
-            self.refused()
-            return False
         except OSError as e:
+            if e.errno in _UNREACHABLE:
+                self.refused()
+                return False
             if e.errno == errno.EMSGSIZE:
                 raise error.MessageLengthError("message too long")
             raise
         return True
+
+    def readConnectionLost(self, reason: Any) -> None:
+        """
+        The reactor saw an error and stopped reading: take the error (ICMP
+        unreachable) and read again.
+        """
+        if self.closed:
+            return
+        self.doRead()
+        if not self.closed:
+            self.reactor.addReader(self)
+
+    def writeConnectionLost(self, reason: Any) -> None:
+        """
+        Never written through the reactor.
+        """
 
     def connectionLost(self, reason: Any) -> None:
         self.close()
