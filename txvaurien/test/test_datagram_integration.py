@@ -35,7 +35,7 @@ class Echo(DatagramProtocol):
     noisy = False
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.transport.write(data, addr)  # type: ignore[union-attr]
+        self.transport.write(data, addr)
 
 
 class Client(DatagramProtocol):
@@ -56,7 +56,7 @@ class Client(DatagramProtocol):
 
     def send(self, number: int, size: int = 16) -> None:
         data = number.to_bytes(4, "big") + b"\0" * (size - 4)
-        self.transport.write(data, self.target)  # type: ignore[union-attr]
+        self.transport.write(data, self.target)
         self.sent += 1
 
 
