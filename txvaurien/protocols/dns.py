@@ -253,13 +253,14 @@ class DNS(ProtocolHandler):
             "servfail",
         ),
         "match_name": (
-            "Globs of the query names behaviors act on (case-insensitive, "
-            "for example *.example.com)",
+            "Glob patterns (fnmatch, case-insensitive) of the query names "
+            "behaviors act on; the default matches every name",
             ListOf(String(), nonEmpty=True),
             ["*"],
         ),
         "match_type": (
-            "Query types behaviors act on (A, AAAA, MX, ...; * for any)",
+            "Query types behaviors act on (A, AAAA, MX, ...); the default "
+            "matches every type",
             ListOf(RecordType(), nonEmpty=True),
             ["*"],
         ),

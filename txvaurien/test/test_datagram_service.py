@@ -6,7 +6,10 @@ process.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import textwrap
 from typing import Any, Generator
 
 from twisted.internet import reactor
@@ -224,3 +227,76 @@ class TwistdTests(TestCase):
             "--proxy", "udp:0:interface=127.0.0.1",
             "--backend", "udp:host=127.0.0.1:port=53", "--behavior", "20:hang",
         ], b"hang cannot act on a UDP proxy")
+
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "docs", "datagrams.rst")
+
+
+def commands(text: str) -> list[list[str]]:
+    """
+    The arguments after C{vaurien} of every C{twistd ... vaurien} command
+    in C{text}, continuation lines joined.
+    """
+    joined = re.sub(r"\\\n\s*", " ", text)
+    found = []
+    for line in joined.splitlines():
+        line = line.strip().lstrip("$ ")
+        if not line.startswith("twistd"):
+            continue
+        words = shlex.split(line.split("#")[0].rstrip("& "))
+        found.append(words[words.index("vaurien") + 1:])
+    return found
+
+
+class DocsTests(SynchronousTestCase):
+    """
+    The examples of docs/datagrams.rst and of the datagram behaviors'
+    docstrings are valid.
+    """
+
+    def test_commandLinesParse(self) -> None:
+        """
+        Every C{twistd vaurien} command of the page parses, except the one
+        shown failing, which fails with the message shown.
+        """
+        with open(DOCS) as f:
+            text = f.read()
+        found = commands(text)
+        self.assertGreaterEqual(len(found), 7)
+        for args in found:
+            if "20:slicer" in args:
+                e = self.assertRaises(UsageError, parse, *args)
+                self.assertIn("behavior slicer cannot act on a UDP proxy: it cuts a byte "
+                              "stream into pieces; use truncate", str(e))
+            else:
+                parse(*args)
+
+    def test_docstringExamplesParse(self) -> None:
+        """
+        The examples in the docstrings of the datagram behaviors and of
+        the dns handler parse.
+        """
+        import inspect
+        from txvaurien.behaviors import drop, duplicate, rate_limit, reorder, truncate
+        from txvaurien.protocols import dns
+
+        for obj in (drop.Drop, duplicate.Duplicate, rate_limit.RateLimit,
+                    reorder.Reorder, truncate.Truncate, dns.DNS):
+            for args in commands(inspect.getdoc(obj) or ""):
+                parse(*args)
+
+    def test_pythonExampleRuns(self) -> None:
+        """
+        The embedding example builds a service bound to nothing yet.
+        """
+        with open(DOCS) as f:
+            text = f.read()
+        block = text.split(".. code-block:: python\n", 1)[1].split("\nPerformance", 1)[0]
+        code = textwrap.dedent(block)
+        namespace: dict[str, Any] = {}
+        exec(compile(code, DOCS, "exec"), namespace)
+        service = namespace["service"]
+        self.assertIsInstance(service, DatagramService)
+        self.assertEqual(service.factory.sessionTimeout, 30.0)
+        self.assertEqual(service.factory.handler.settings["rcode"], "nxdomain")
