@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from twisted.internet.endpoints import serverFromString
 
 from txvaurien import endpoints, inifile, journal, logs, options, scenario, statsd
+from txvaurien.datagram.addresses import DATAGRAM_OPTIONS, isDatagram
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.registry import Registry, UnknownPlugin
 from txvaurien.table import CONNECTION, REQUEST, BehaviorTable, TableError, buildTable
@@ -139,6 +140,7 @@ CORE: dict[str, tuple[str, Any, Any]] = {
     ),
 }
 
+CORE.update(DATAGRAM_OPTIONS)
 CORE.update(statsd.OPTIONS)
 CORE.update(journal.OPTIONS)
 CORE.update(scenario.OPTIONS)
@@ -341,8 +343,10 @@ def _resolve(
             "host:port, or demo (optional with --http, which can start "
             "a bare control server, or with a JSON --config)",
         )
-    core["proxy"] = [endpoints.checkListen(reactor, p) for p in core["proxy"]]
-    if core["backend"] is not None and core["backend"].strip() != "demo":
+    core["proxy"] = [p if isDatagram(p) else endpoints.checkListen(reactor, p)
+                     for p in core["proxy"]]
+    if (core["backend"] is not None and core["backend"].strip() != "demo"
+            and not isDatagram(core["backend"])):
         endpoints.parseBackend(reactor, core["backend"])
     httpListen = None
     if core["http"]:
@@ -400,6 +404,9 @@ def _resolve(
         behaviorSettings=behaviorSettings, protocolSettings=protocolSettings,
         proxies=proxies, httpListen=httpListen, path=path or None)
     configuration.scenarioPlan = scenario.checkedFile(configuration)
+    from txvaurien.datagram.service import checkConfig
+
+    checkConfig(core["proxy"], core["backend"], table)
     return configuration
 
 

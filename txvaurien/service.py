@@ -31,6 +31,7 @@ from twisted.application.service import MultiService
 
 from txvaurien import endpoints, journal, logs, scenario
 from txvaurien.config import Configuration, fromValues
+from txvaurien.datagram.addresses import isDatagram
 from txvaurien.control.manager import ProxyDefaults, ProxyManager
 from txvaurien.control.server import ControlService, buildSite
 from txvaurien.demo import DemoBackend, DemoService
@@ -67,6 +68,11 @@ def buildService(
     proxy: ProxyService | None = None
     if core["backend"] is not None:
         backendText = core["backend"].strip()
+        if isDatagram(backendText):
+            from txvaurien.datagram.service import serviceFromConfig
+
+            serviceFromConfig(configuration, reactor, random).setServiceParent(parent)
+            return parent
         if backendText == "demo":
             demo = DemoService(reactor)
             demo.setServiceParent(parent)

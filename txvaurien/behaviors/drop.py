@@ -68,7 +68,21 @@ class Drop(Behavior):
     and bursts of losses last C{1 / ((1 - correlation) * (1 - loss_rate))}
     messages on average.  With C{correlation} 0 losses are independent;
     with 1 the first outcome repeats for ever.  Every outcome is logged as
-    a decision.  It acts downstream by default (responses are lost), like
+    a decision.
+
+    For the full Gilbert-Elliott model, as netem's C{loss gemodel p r 1-h
+    1-k} has it, set C{good_to_bad} above 0: then a chain of two states
+    decides, starting in the good state.  A message is lost with
+    probability C{loss_good} in the good state and C{loss_bad} in the bad
+    one; after each message the chain moves from good to bad with
+    probability C{good_to_bad} and back with C{bad_to_good}, and
+    C{loss_rate} and C{correlation} are not used.  Bad states last
+    C{1 / bad_to_good} messages on average, and the long-run loss rate is
+    C{(bad_to_good * loss_good + good_to_bad * loss_bad) / (good_to_bad +
+    bad_to_good)}.  The C{correlation} model above is the special case
+    C{loss_good} 0, C{loss_bad} 1, C{good_to_bad = loss_rate * (1 -
+    correlation)}, C{bad_to_good = (1 - correlation) * (1 - loss_rate)}.
+    On a UDP proxy each datagram is a message.  It acts downstream by default (responses are lost), like
     Toxiproxy's toxics.
 
     Example::
@@ -92,6 +106,31 @@ class Drop(Behavior):
             Number(float, 0.0, 1.0),
             0.0,
         ),
+        "good_to_bad": (
+            "Gilbert-Elliott: probability (0 to 1) of moving from the good "
+            "state to the bad one after each message; above 0 it replaces "
+            "loss_rate and correlation by the four Gilbert-Elliott parameters",
+            Number(float, 0.0, 1.0),
+            0.0,
+        ),
+        "bad_to_good": (
+            "Gilbert-Elliott: probability (0 to 1) of moving from the bad "
+            "state back to the good one after each message",
+            Number(float, 0.0, 1.0),
+            1.0,
+        ),
+        "loss_good": (
+            "Gilbert-Elliott: probability (0 to 1) that a message is lost "
+            "in the good state",
+            Number(float, 0.0, 1.0),
+            0.0,
+        ),
+        "loss_bad": (
+            "Gilbert-Elliott: probability (0 to 1) that a message is lost "
+            "in the bad state",
+            Number(float, 0.0, 1.0),
+            1.0,
+        ),
     }
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
@@ -107,6 +146,8 @@ class Drop(Behavior):
 
         @param rng: the random stream of the fault that asks.
         """
+        if self.settings["good_to_bad"] > 0.0:
+            return self._gilbertElliott(stage, message, rng)
         rate = self.settings["loss_rate"]
         correlation = self.settings["correlation"]
         key = (stage.connection, stage.direction)
@@ -128,6 +169,33 @@ class Drop(Behavior):
         logDecision(
             stage, "drop" if lost else "keep", message=message.index,
             chance=chance,
+        )
+        return lost
+
+    def _gilbertElliott(
+        self, stage: IStage, message: Message, rng: random.Random
+    ) -> bool:
+        """
+        Whether C{message} is lost under the full Gilbert-Elliott model: a
+        chain of two states, good and bad, starting good, each with its own
+        loss probability; the state moves after each message.  C{_lost}
+        keeps the state (C{True} for bad) instead of the last outcome.
+        """
+        settings = self.settings
+        key = (stage.connection, stage.direction)
+        bad = self._lost.get(key)
+        if bad is None:
+            bad = False
+            self._prune(stage)
+        chance = settings["loss_bad"] if bad else settings["loss_good"]
+        lost = chance >= 1.0 or (chance > 0.0 and rng.random() < chance)
+        move = settings["bad_to_good"] if bad else settings["good_to_bad"]
+        if move >= 1.0 or (move > 0.0 and rng.random() < move):
+            bad = not bad
+        self._lost[key] = bad
+        logDecision(
+            stage, "drop" if lost else "keep", message=message.index,
+            chance=chance, state="bad" if bad else "good",
         )
         return lost
 
