@@ -79,6 +79,19 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         Duration("s"),
         5.0,
     ),
+    "half_closed_timeout": (
+        "Close a half-closed connection (one side sent its end of stream) "
+        "after this long without traffic (0: never)",
+        Duration("s"),
+        300.0,
+    ),
+    "gc_interval": (
+        "Run the garbage collector's full collections on this timer instead "
+        "of when allocations pile up, so that their pauses do not land "
+        "amid traffic (0: Python's own policy)",
+        Duration("s"),
+        300.0,
+    ),
     "seed": (
         "Seed of all randomness, to repeat a run (default: drawn and logged)",
         Number(int, 0),

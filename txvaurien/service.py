@@ -88,6 +88,7 @@ def buildService(
             connectTimeout=core["timeout"],
             idleTimeout=core["idle_timeout"] or None,
             splice=core["splice"],
+            halfClosedTimeout=core["half_closed_timeout"] or None,
         )
         proxy = ProxyService(
             factory, core["proxy"], reactor, core["shutdown_grace"], core["backlog"])
@@ -123,6 +124,7 @@ def _controlPlane(
         splice=core["splice"],
         grace=core["shutdown_grace"],
         backlog=core["backlog"],
+        halfClosedTimeout=core["half_closed_timeout"] or None,
     ))
     manager.setName("proxies")
     manager.journal = eventJournal  # type: ignore[attr-defined]

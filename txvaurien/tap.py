@@ -27,6 +27,7 @@ from txvaurien.config import (
     readConfig,
 )
 from txvaurien.options import OptionError
+from txvaurien.gcpolicy import CollectorService
 from txvaurien.registry import Registry, UnknownPlugin, defaultRegistry
 from txvaurien.table import TableError
 
@@ -379,4 +380,6 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
     parent = ReloadingService(config.configuration, config.reload, reactor)
     service = buildService(config.configuration, reactor, parent)
     statsd.attach(config.configuration.core, service, reactor)
+    collector = CollectorService(reactor, config.configuration.core["gc_interval"] or None)
+    collector.setServiceParent(service)
     return service

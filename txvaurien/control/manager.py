@@ -39,7 +39,7 @@ from txvaurien.control.config import (
     listenDescription,
 )
 from txvaurien.control.toxics import Toxic, updateToxic
-from txvaurien.proxy import ProxyServerFactory
+from txvaurien.proxy import HALF_CLOSED_TIMEOUT, ProxyServerFactory
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry, UnknownPlugin
 from txvaurien.proxyservice import ProxyService
@@ -64,6 +64,7 @@ class ProxyDefaults:
         splice: bool = True,
         grace: float = 5.0,
         backlog: int | None = None,
+        halfClosedTimeout: float | None = HALF_CLOSED_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self.registry = registry
@@ -73,6 +74,7 @@ class ProxyDefaults:
         self.splice = splice
         self.grace = grace
         self.backlog = backlog
+        self.halfClosedTimeout = halfClosedTimeout
 
 
 def addressText(address: Any) -> str:
@@ -285,7 +287,7 @@ class ProxyManager(MultiService):
         factory = ProxyServerFactory(
             checkUpstream(d.reactor, spec.upstream), handler, base, d.reactor, d.random,
             name=spec.name, connectTimeout=d.connectTimeout, idleTimeout=d.idleTimeout,
-            splice=d.splice)
+            splice=d.splice, halfClosedTimeout=d.halfClosedTimeout)
         service = ProxyService(factory, [spec.description], d.reactor, d.grace, d.backlog)
         service.exitOnListenFailure = exitOnListenFailure
         service.enabled = False
