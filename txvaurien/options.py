@@ -21,6 +21,7 @@ L{Choice} or L{ListOf} when the value has bounds or a closed set of values.
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -37,12 +38,15 @@ class OptionError(ValueError):
     @ivar name: the option's full name (C{"behavior-delay-sleep"}), or the
         key or field where it was given.
     @ivar description: what is wrong, for a human.
+    @ivar closest: for an unknown option, the known one closest to it, if
+        one is close (for a "did you mean" where people type options).
     """
 
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, closest: str | None = None) -> None:
         ValueError.__init__(self, "{}: {}".format(name, description))
         self.name = name
         self.description = description
+        self.closest = closest
 
 
 class OptionType:
@@ -425,9 +429,11 @@ def validate(
         name = given.replace("-", "_")
         spec = known.get(name)
         if spec is None:
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
             raise OptionError(
                 where + given,
                 "unknown option; known: {}".format(", ".join(sorted(known)) or "none"),
+                close[0] if close else None,
             )
         try:
             result[name] = spec.type.check(value)

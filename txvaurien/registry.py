@@ -15,6 +15,7 @@ Three sources, in order of precedence:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import pkgutil
@@ -38,6 +39,8 @@ class UnknownPlugin(LookupError):
     def __init__(self, kind: str, name: str, known: Iterable[str], why: str = ""):
         self.kind = kind
         self.name = name
+        #: The known name closest to C{name}, if one is close.
+        self.closest = _closest(name, known)
         message = why or "unknown {} {!r}; known: {}".format(
             kind, name, ", ".join(sorted(known))
         )
@@ -45,6 +48,11 @@ class UnknownPlugin(LookupError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+def _closest(name: str, known: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(canonicalName(name), list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def canonicalName(name: str) -> str:

@@ -213,7 +213,11 @@ class BaseOptions(usage.Options):
             self._resolve()
         except (OptionError, TableError, UnknownPlugin, ConfigurationError,
                 endpoints.EndpointError) as e:
-            raise usage.UsageError(str(e))
+            message = str(e)
+            closest = getattr(e, "closest", None) or getattr(e.__context__, "closest", None)
+            if closest:
+                message += " (did you mean {}?)".format(closest)
+            raise usage.UsageError(message)
 
     def _given(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
         """

@@ -292,6 +292,25 @@ class ConfigErrorTests(TestCase):
         self.assertEqual(message.split(";")[0], "config file {!r} [behavior:nosuch]: "
                                                 "unknown behavior 'nosuch'".format(path))
 
+    def test_closeNamesSuggested(self) -> None:
+        """
+        A mistyped behavior, protocol or option name, in the file or on the
+        command line, gets the closest known one as a suggestion.
+        """
+        _, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:delay]\nslep = 0.1\n")
+        self.assertTrue(message.endswith("(did you mean sleep?)"), message)
+        _, message = self.refused(b"[vaurien]\nbackend = h:1\n[behavior:dealy]\nsleep = 1\n")
+        self.assertTrue(message.endswith("(did you mean delay?)"), message)
+        for args, closest in [(("--behavior", "50:slow-opne"), "slow_open"),
+                              (("--protocol", "htpp"), "http")]:
+            with self.assertRaises(UsageError) as caught:
+                parse("--backend", "h:1", *args)
+            self.assertTrue(str(caught.exception).endswith(
+                "(did you mean {}?)".format(closest)), str(caught.exception))
+        with self.assertRaises(UsageError) as caught:
+            parse("--backend", "h:1", "--behavior", "50:zzzzzz")
+        self.assertNotIn("did you mean", str(caught.exception))
+
     def test_missingBracket(self) -> None:
         """
         A section header without its closing bracket is reported as such,
