@@ -104,6 +104,19 @@ class BackendStringTests(TestCase):
         self.assertEqual(backend.creator.sni, "example.test")
         self.assertTrue(verifyObject(IOpenSSLClientConnectionCreator, backend.creator))
 
+    def test_describeShowsTLS(self) -> None:
+        """
+        C{describe()} says what the control API can show of a TLS backend:
+        verification, trust, server name, no key material.
+        """
+        backend = parseBackend(self.reactor, "tls:host=api.test:port=443:alpn=http/1.1")
+        self.assertEqual(backend.describe(), {
+            "host": "api.test", "port": 443, "verify": True, "sni": "api.test",
+            "alpn": ["http/1.1"], "trust": "system", "client_certificate": False})
+        sni = parseBackend(self.reactor, "sni:a.test=127.0.0.1:1|*=127.0.0.1:2")
+        self.assertEqual(sni.describe(), {"routes": {"a.test": "127.0.0.1:1",
+                                                     "*": "127.0.0.1:2"}})
+
     def test_verifyOffWarnsLoudly(self) -> None:
         """
         C{verify=no} logs a warning saying verification is off, naming
