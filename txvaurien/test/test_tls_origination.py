@@ -236,6 +236,32 @@ class OriginationTests(TestCase):
         self.assertIn(b"certificate verify failed", reply)
 
     @defer.inlineCallbacks
+    def test_postgresqlClientGetsErrorResponseNamingReason(self) -> Generator[Any, Any, None]:
+        """
+        With the postgresql handler, the client reads an ErrorResponse
+        (C{E}) naming the verification failure.
+        """
+        port = listenHTTPS(self, self.certs)
+        proxy = yield listenTLSProxy(self, self.backend(
+            "tls:host=localhost:port={}".format(port)), PLAIN, protocol="postgresql")
+        reply = yield inThread(exchange, proxy.port)
+        self.assertEqual(reply[:1], b"E", reply)
+        self.assertIn(b"certificate verify failed", reply)
+
+    @defer.inlineCallbacks
+    def test_mysqlClientGetsErrPacketNamingReason(self) -> Generator[Any, Any, None]:
+        """
+        With the mysql handler, the client reads an ERR packet (C{0xff}
+        after the packet header) naming the verification failure.
+        """
+        port = listenHTTPS(self, self.certs)
+        proxy = yield listenTLSProxy(self, self.backend(
+            "tls:host=localhost:port={}".format(port)), PLAIN, protocol="mysql")
+        reply = yield inThread(exchange, proxy.port)
+        self.assertEqual(reply[4:5], b"\xff", reply)
+        self.assertIn(b"certificate verify failed", reply)
+
+    @defer.inlineCallbacks
     def test_verifyOffReachesUntrustedBackend(self) -> Generator[Any, Any, Any]:
         """
         With C{verify=no}, an untrusted backend is reached.
