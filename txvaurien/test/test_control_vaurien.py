@@ -111,7 +111,7 @@ class BehaviorTests(VaurienTestCase):
              "unknown behavior 'nosuch'; known: abort, bandwidth, blackout, closer, "
              "corrupt, delay, down, drop, dummy, error, hang, latency, limit_data, "
              "limit_time, reset_peer, slicer, slow_close, slow_open, slowdown, swallow, "
-             "timeout, transient"),
+             "timeout, tls_alert, tls_certificate, tls_delay, tls_old_version, transient"),
             ({"sleep": 1}, "name",
              "required: a behavior name or a weighted specification such as "
              "20:delay,10:error"),

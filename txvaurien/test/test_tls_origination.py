@@ -104,6 +104,19 @@ class BackendStringTests(TestCase):
         self.assertEqual(backend.creator.sni, "example.test")
         self.assertTrue(verifyObject(IOpenSSLClientConnectionCreator, backend.creator))
 
+    def test_describeShowsTLS(self) -> None:
+        """
+        C{describe()} says what the control API can show of a TLS backend:
+        verification, trust, server name, no key material.
+        """
+        backend = parseBackend(self.reactor, "tls:host=api.test:port=443:alpn=http/1.1")
+        self.assertEqual(backend.describe(), {
+            "host": "api.test", "port": 443, "verify": True, "sni": "api.test",
+            "alpn": ["http/1.1"], "trust": "system", "client_certificate": False})
+        sni = parseBackend(self.reactor, "sni:a.test=127.0.0.1:1|*=127.0.0.1:2")
+        self.assertEqual(sni.describe(), {"routes": {"a.test": "127.0.0.1:1",
+                                                     "*": "127.0.0.1:2"}})
+
     def test_verifyOffWarnsLoudly(self) -> None:
         """
         C{verify=no} logs a warning saying verification is off, naming
@@ -220,6 +233,32 @@ class OriginationTests(TestCase):
             "tls:host=localhost:port={}".format(port)), PLAIN, protocol="smtp")
         reply = yield inThread(exchange, proxy.port)
         self.assertTrue(reply.startswith(b"421 "), reply)
+        self.assertIn(b"certificate verify failed", reply)
+
+    @defer.inlineCallbacks
+    def test_postgresqlClientGetsErrorResponseNamingReason(self) -> Generator[Any, Any, None]:
+        """
+        With the postgresql handler, the client reads an ErrorResponse
+        (C{E}) naming the verification failure.
+        """
+        port = listenHTTPS(self, self.certs)
+        proxy = yield listenTLSProxy(self, self.backend(
+            "tls:host=localhost:port={}".format(port)), PLAIN, protocol="postgresql")
+        reply = yield inThread(exchange, proxy.port)
+        self.assertEqual(reply[:1], b"E", reply)
+        self.assertIn(b"certificate verify failed", reply)
+
+    @defer.inlineCallbacks
+    def test_mysqlClientGetsErrPacketNamingReason(self) -> Generator[Any, Any, None]:
+        """
+        With the mysql handler, the client reads an ERR packet (C{0xff}
+        after the packet header) naming the verification failure.
+        """
+        port = listenHTTPS(self, self.certs)
+        proxy = yield listenTLSProxy(self, self.backend(
+            "tls:host=localhost:port={}".format(port)), PLAIN, protocol="mysql")
+        reply = yield inThread(exchange, proxy.port)
+        self.assertEqual(reply[4:5], b"\xff", reply)
         self.assertIn(b"certificate verify failed", reply)
 
     @defer.inlineCallbacks

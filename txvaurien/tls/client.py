@@ -107,6 +107,9 @@ class ClientTLS:
     @ivar host: the name (or address) the certificate must match.
     @ivar verify: whether the certificate is checked at all.
     @ivar sni: the server name sent, or L{None}.
+    @ivar trust: what the backend is verified against: C{"system"}, the
+        CA file or directory, or L{None} when verification is off.
+    @ivar hasClientCertificate: whether a client certificate is presented.
     """
 
     def __init__(
@@ -124,6 +127,8 @@ class ClientTLS:
         self.verify = verify
         self.sni = sni if sni is not None else (None if _isAddress(host) else host)
         self.alpn = list(alpn)
+        self.trust = (caFile or caDir or "system") if verify else None
+        self.hasClientCertificate = bool(chain)
         self.errors: "weakref.WeakKeyDictionary[Any, tuple[int, int]]" = (
             weakref.WeakKeyDictionary())
         ctx = SSL.Context(SSL.TLS_METHOD)
@@ -376,6 +381,21 @@ class TLSBackend:
         creator = ClientTLS.fromSettings(settings, text)
         return cls(reactor, settings["host"], settings["port"], creator, text)
 
+    def describe(self) -> dict[str, Any]:
+        """
+        What the control API shows of this backend's TLS (no key material).
+        """
+        creator = self.creator
+        return {
+            "host": self.host,
+            "port": self.port,
+            "verify": creator.verify,
+            "sni": creator.sni,
+            "alpn": [p.decode("ascii") for p in creator.alpn],
+            "trust": creator.trust,
+            "client_certificate": creator.hasClientCertificate,
+        }
+
     def connect(self, factory: Any, timeout: float) -> _TLSAttempt:
         """
         Connect C{factory}'s protocol once the handshake is over and the
@@ -429,6 +449,12 @@ class SNIBackend:
                 raise ValueError("route {!r} in {!r} is not NAME=BACKEND".format(part, text))
             routes[name.strip().lower()] = parse(reactor, backend.strip())
         return cls(reactor, routes, text)
+
+    def describe(self) -> dict[str, Any]:
+        """
+        What the control API shows: each route's backend.
+        """
+        return {"routes": {name: backend.description for name, backend in self.routes.items()}}
 
     def choose(self, name: str | None) -> Any:
         """
