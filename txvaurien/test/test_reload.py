@@ -159,6 +159,25 @@ class ReloadTests(TestCase):
         self.assertEqual((site.resource.token, site.requestTimeout), ("abc", 3.0))
         self.assertIn("http_token: None -> (hidden)", changes)
 
+    @defer.inlineCallbacks
+    def test_jsonProxyList(self) -> Generator[Any, Any, None]:
+        """
+        With a JSON configuration, the proxy list is applied again as
+        C{POST /populate} applies one: a new entry is created, a changed one
+        replaced.
+        """
+        self.path = FilePath(self.mktemp() + ".json")
+        self.write('[{"name": "a", "listen": "127.0.0.1:7101", "upstream": "127.0.0.1:1"}]')
+        service, memory = self.start()
+        manager = service.getServiceNamed("proxies")
+        self.assertEqual(sorted(manager.proxies), ["a"])
+        self.write('[{"name": "a", "listen": "127.0.0.1:7101", "upstream": "127.0.0.1:1"},'
+                   ' {"name": "b", "listen": "127.0.0.1:7102", "upstream": "127.0.0.1:2"}]')
+        changes = yield service.reload()
+        self.assertEqual(sorted(manager.proxies), ["a", "b"])
+        self.assertIn("proxies: a, b", changes)
+        self.assertEqual(sorted(p for p, _, _, _ in memory.tcpServers), [7101, 7102])
+
     def test_signalHandlersInstalledAndRestored(self) -> None:
         """
         Started, the service handles C{SIGHUP} (and C{SIGUSR1} if nothing
@@ -276,6 +295,23 @@ class SignalTests(TestCase):
         control.url = "http://127.0.0.1:{}".format(port)
         status, value = yield self.getJSON(control, "/behavior")
         self.assertEqual((status, value["behavior"]), (200, "20:delay"))
+
+    @defer.inlineCallbacks
+    def test_hangUpWithoutConfigFile(self) -> Generator[Any, Any, None]:
+        """
+        Without C{--config}, C{SIGHUP} (which used to kill the process at
+        once) finds nothing to change, says so, and the process goes on.
+        """
+        port, output = yield spawnTwistd(self, ["--http", "--http-port", "0"])
+        watcher = _Watcher(output)
+        noted = watcher.waitFor(rb"nothing changed")
+        self.process(output).signalProcess("HUP")
+        yield noted
+        control = Control.__new__(Control)
+        control.url = "http://127.0.0.1:{}".format(port)
+        status, _ = yield self.getJSON(control, "/version")
+        self.assertEqual(status, 200)
+        self.assertFalse(output.ended.called)
 
     @defer.inlineCallbacks
     def test_user1WithoutLogFileIgnored(self) -> Generator[Any, Any, None]:
