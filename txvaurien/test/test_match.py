@@ -274,12 +274,16 @@ class TableMatchTests(SynchronousTestCase):
 
     def test_connectionOnlyBehaviorWarned(self) -> None:
         """
-        A behavior acting only when a connection opens (C{slow_open}) gets
-        a warning under request scope.
+        A behavior acting on whole connections only (C{slow_open},
+        C{slow_close}) gets a warning under request scope, and none under
+        connection scope.
         """
-        table = buildTable("10:slow_open", testRegistry(), {}, REQUEST_SCOPE)
-        self.assertEqual(len(table.warnings), 1)
+        table = buildTable("10:slow_open,10:slow_close,10:delay", testRegistry(), {},
+                           REQUEST_SCOPE)
+        self.assertEqual(len(table.warnings), 2)
         self.assertIn("slow_open", table.warnings[0])
+        self.assertIn("slow_close", table.warnings[1])
+        self.assertEqual(buildTable("10:slow_open", testRegistry(), {}).warnings, [])
 
 
 class OptionSurfaceTests(SynchronousTestCase):
