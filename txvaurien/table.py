@@ -123,7 +123,7 @@ class BehaviorTable:
             if match is not None:
                 self.matches[behavior] = match
         self.warnings = [
-            "behavior {} acts only when a connection opens: it can never act "
+            "behavior {} acts on whole connections only: it can never act "
             "under request scope".format(b.name)
             for b in self.behaviors.values()
             if scope == REQUEST and _connectionOnly(b)
@@ -195,10 +195,14 @@ class BehaviorTable:
 
 def _connectionOnly(behavior: Any) -> bool:
     """
-    Whether a behavior acts only when a connection opens (it overrides
-    C{connectionMade} but builds no fault), like C{slow_open}.
+    Whether a behavior acts only under connection scope: it says so
+    (C{connectionScopeOnly = True}, like C{slow_close}), or it acts when a
+    connection opens (it overrides C{connectionMade}) and builds no fault,
+    like C{slow_open}.
     """
     kind = type(behavior)
+    if getattr(kind, "connectionScopeOnly", False):
+        return True
     return (
         isinstance(behavior, Behavior)
         and kind.buildFault is Behavior.buildFault

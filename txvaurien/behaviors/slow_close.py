@@ -69,6 +69,7 @@ class SlowClose(Behavior):
     """
 
     name = "slow_close"
+    connectionScopeOnly = True
     defaultDirection = DOWNSTREAM
     scopes = ("connection",)
     options = {

@@ -113,7 +113,7 @@ class ToxicTests(TestCase):
         self.assertEqual(toxic.name, "latency_Upstream")
         self.assertEqual(toxic.behavior.settings, {
             "latency": 30.0, "jitter": 0.0, "distribution": "uniform",
-            "direction": "upstream", "toxicity": 0.5})
+            "direction": "upstream", "toxicity": 0.5, "match": None})
         other = buildToxic(self.registry, {"type": "latency"}, set())
         self.assertIsNot(other.behavior, toxic.behavior)
         self.assertEqual(other.behavior.settings["direction"], "downstream")

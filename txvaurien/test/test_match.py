@@ -274,12 +274,16 @@ class TableMatchTests(SynchronousTestCase):
 
     def test_connectionOnlyBehaviorWarned(self) -> None:
         """
-        A behavior acting only when a connection opens (C{slow_open}) gets
-        a warning under request scope.
+        A behavior acting on whole connections only (C{slow_open},
+        C{slow_close}) gets a warning under request scope, and none under
+        connection scope.
         """
-        table = buildTable("10:slow_open", testRegistry(), {}, REQUEST_SCOPE)
-        self.assertEqual(len(table.warnings), 1)
+        table = buildTable("10:slow_open,10:slow_close,10:delay", testRegistry(), {},
+                           REQUEST_SCOPE)
+        self.assertEqual(len(table.warnings), 2)
         self.assertIn("slow_open", table.warnings[0])
+        self.assertIn("slow_close", table.warnings[1])
+        self.assertEqual(buildTable("10:slow_open", testRegistry(), {}).warnings, [])
 
 
 class OptionSurfaceTests(SynchronousTestCase):
@@ -373,3 +377,39 @@ class DocsExampleTests(SynchronousTestCase):
             config.parseOptions(argv)
             given = argv[argv.index(next(a for a in argv if a.endswith("-match"))) + 1]
             self.assertIn(given, [m.text for m in config.table.matches.values()])
+
+
+class ProxyHeadTests(SynchronousTestCase):
+    """
+    Fields read from a request's first bytes, in the proxy (in memory).
+    """
+
+    def test_headerPresence(self) -> None:
+        """
+        An error aimed at requests with an C{X-Canary} header answers them
+        and passes the others to the backend.
+        """
+        aim(self)
+        harness = Harness("100:error", "http", REQUEST_SCOPE,
+                          {"error": {"match": "header.x-canary=*", "codes": [502]}})
+        client, backend = harness.pair()
+        client.send(b"GET /a HTTP/1.1\r\nHost: a\r\nX-Canary: 1\r\n\r\n")
+        self.assertEqual(backend.received(), b"")
+        self.assertTrue(client.received().startswith(b"HTTP/1.1 502"))
+        client.send(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(backend.received().startswith(b"GET /b"))
+
+    def test_redisKey(self) -> None:
+        """
+        An error aimed at C{SET user:*} answers C{SET user:1} and passes
+        C{SET order:1}.
+        """
+        aim(self)
+        harness = Harness("100:error", "redis", REQUEST_SCOPE,
+                          {"error": {"match": "command=SET key=user:*"}})
+        client, backend = harness.pair()
+        client.send(b"*3\r\n$3\r\nSET\r\n$6\r\nuser:1\r\n$1\r\nx\r\n")
+        self.assertEqual(backend.received(), b"")
+        self.assertTrue(client.received().startswith(b"-"))
+        client.send(b"*3\r\n$3\r\nSET\r\n$7\r\norder:1\r\n$1\r\nx\r\n")
+        self.assertTrue(backend.received().startswith(b"*3"))

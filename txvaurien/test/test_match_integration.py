@@ -6,6 +6,7 @@ against PostgreSQL, and a client network match with plain sockets.
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 import urllib.error
@@ -16,6 +17,7 @@ from twisted.internet import defer, threads
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
+from txvaurien import ctl
 from txvaurien.test.aimhook import aim
 from txvaurien.test.controlhelpers import EchoControlTestCase, echoServer
 from txvaurien.test.helpers import listenProxy
@@ -222,3 +224,39 @@ class ToxicMatchTests(EchoControlTestCase):
                 "type": "timeout", "match": text})
             self.assertEqual(status, 400)
             self.assertIn("match:", value["error"])
+
+
+class ClientAndCtlTests(EchoControlTestCase):
+    """
+    The Python client and C{vaurienctl} set C{match} like any option.
+    """
+
+    @defer.inlineCallbacks
+    def test_clientAndCtl(self) -> Generator[Any, Any, None]:
+        """
+        C{Client.set_behavior(..., match=...)} and C{vaurienctl
+        set-behavior NAME --opt match=...} install the match; a bad one is
+        refused by both with the parser's message.
+        """
+        from txvaurien.client import Client
+
+        client = Client("127.0.0.1", self.control.port)
+        factory = self.control.manager.get("vaurien").factory
+        yield threads.deferToThread(client.set_behavior, "blackout", match="connection=1-3")
+        self.assertEqual(
+            factory.table.behaviors["blackout"].settings["match"], "connection=1-3")
+
+        def run(*argv: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            status = ctl.main(["--host", self.control.url, *argv], out, err)
+            return status, out.getvalue(), err.getvalue()
+
+        status, _, _ = yield threads.deferToThread(
+            run, "set-behavior", "blackout", "--opt", "match=client=10.0.0.0/8")
+        self.assertEqual(status, 0)
+        self.assertEqual(
+            factory.table.behaviors["blackout"].settings["match"], "client=10.0.0.0/8")
+        status, _, err = yield threads.deferToThread(
+            run, "set-behavior", "blackout", "--opt", "match=client=nonsense")
+        self.assertNotEqual(status, 0)
+        self.assertIn("invalid network", err)
