@@ -30,7 +30,7 @@ from txvaurien import __version__, options
 ESSENTIAL = ("proxy", "backend", "protocol", "behavior", "seed", "http")
 
 #: Options every behavior has, explained once.
-COMMON_BEHAVIOR_OPTIONS = ("direction", "toxicity")
+COMMON_BEHAVIOR_OPTIONS = ("direction", "toxicity", "match")
 
 _NOT_RECOGNIZED = re.compile(r"^option (--?[\w-]+) not recognized$")
 
@@ -122,7 +122,8 @@ def _section(title: str, rows: list[tuple[str, str]], width: int) -> str:
 
 def _wrapped(text: str, width: int, indent: str = "") -> str:
     return "\n".join(textwrap.wrap(
-        text, width, initial_indent=indent, subsequent_indent=indent)) + "\n"
+        text, width, initial_indent=indent, subsequent_indent=indent,
+        break_on_hyphens=False)) + "\n"
 
 
 def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
@@ -146,6 +147,9 @@ def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
         if spec.name == "protocol":
             doc = "{}: {} (default: {})".format(
                 spec.description, ", ".join(registry.protocols.names()), spec.default)
+        elif spec.isFlag and spec.name not in ESSENTIAL:
+            doc = "{} (default: {}; --no-{} turns it off)".format(
+                spec.description, spec.type.format(spec.default), long)
         elif spec.isFlag or spec.name == "proxy":
             doc = "{} (default: {})".format(spec.description, spec.type.format(spec.default))
         else:
@@ -155,19 +159,17 @@ def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
             essential.append((spec.name, row))
         else:
             more.append(row)
-        if spec.isFlag and spec.name not in ESSENTIAL:
-            more.append(_row("no-" + long, None, "Turn off --{}.".format(long), False))
     first = [row for _, row in sorted(essential, key=lambda pair: ESSENTIAL.index(pair[0]))]
     for name in ("config", "behavior-option", "protocol-option", "help-behaviors",
                  "help-behavior", "help-protocols", "help-protocol", "version", "help"):
         method = getattr(config, "opt_" + name.replace("-", "_"), None)
         doc = config.docs.get(name) or inspect.getdoc(method) or ""
         more.append(_row(name, None, " ".join(doc.split()), name + "=" in config.longOpt))
-    behaviors = "".join(
-        _wrapped("{}: {}".format(behavior.name, ", ".join(
+    behaviors = _wrapped("; ".join(
+        "{} ({})".format(behavior.name, ", ".join(
             n.replace("_", "-") for n in options.specs(behavior)
-            if n not in COMMON_BEHAVIOR_OPTIONS) or "-"), width, "  ")
-        for behavior in registry.behaviors)
+            if n not in COMMON_BEHAVIOR_OPTIONS) or "-")
+        for behavior in registry.behaviors) + ".", width, "  ")
     protocols = "".join(
         _wrapped("{}: {}".format(handler.name, ", ".join(
             n.replace("_", "-") for n in options.specs(handler)) or "-"), width, "  ")
@@ -180,7 +182,7 @@ def fullUsage(config: Any, core: dict[str, Any], shorts: dict[str, str],
             "is in the unit shown for the option.", width, "  "),
         "Behaviors (--behavior NAME; their options are --behavior-NAME-OPTION):\n"
         + behaviors + _wrapped(
-            "Every behavior but dummy also takes direction and toxicity. Details: "
+            "Every behavior but dummy also takes direction, toxicity and match. Details: "
             "{prog} vaurien --help-behaviors, or --help-behavior NAME.".format(prog=prog),
             width, "  "),
         "Protocols (--protocol NAME; their options are --protocol-NAME-OPTION):\n"

@@ -80,15 +80,12 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         5.0,
     ),
     "half_closed_timeout": (
-        "Close a half-closed connection (one side sent its end of stream) "
-        "after this long without traffic (0: never)",
+        "Close a half-closed connection after this long idle (0: never)",
         Duration("s"),
         300.0,
     ),
     "gc_interval": (
-        "Run the garbage collector's full collections on this timer instead "
-        "of when allocations pile up, so that their pauses do not land "
-        "amid traffic (0: Python's own policy)",
+        "Run full garbage collections on this timer (0: when Python decides)",
         Duration("s"),
         300.0,
     ),
@@ -104,9 +101,8 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         True,
     ),
     "backlog": (
-        "Listen backlog of the proxy and control ports: how many "
-        "connections the kernel queues before they are accepted (default: "
-        "the system's maximum, net.core.somaxconn)",
+        "Listen backlog of the proxy and control ports (default: the "
+        "system's maximum, net.core.somaxconn)",
         Number(int, 1, 65535),
         None,
     ),
@@ -140,8 +136,8 @@ CORE: dict[str, tuple[str, Any, Any]] = {
         False,
     ),
     "http_request_timeout": (
-        "Time a control API client may take to send one whole request "
-        "(headers and body); a slower one (slowloris) is disconnected",
+        "Time a control API client may take to send a whole request (a "
+        "slower one is cut off)",
         Duration("s", 0, exclusiveMinimum=True),
         10.0,
     ),
@@ -431,7 +427,8 @@ def splitValues(
     them, split into core values, plugin values and the configuration
     file.
 
-    @param values: core options with underscores (or dashes), plus
+    @param values: core options with underscores (or dashes; L{None}
+        for an option leaves it unset, at its default), plus
         C{behavior_options} and C{protocol_options} (plugin name to option
         values) and C{config} (a file path).
     @raise ConfigurationError: for an unknown option.
@@ -447,6 +444,9 @@ def splitValues(
         name = key.replace("-", "_")
         if name not in CORE:
             raise ConfigurationError("unknown option {!r}".format(key))
+        if value is None:
+            # Unset: the declared default (as an option not given).
+            continue
         if name == "proxy" and isinstance(value, str):
             value = [value]
         core[name] = value

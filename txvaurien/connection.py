@@ -174,12 +174,17 @@ class Connection(OrderingMixin, LifecycleMixin):
         )
         self.close()
 
-    def choose(self, request: Message | None) -> tuple[Any, ...]:
+    def choose(self, request: Message | None, head: bytes | None = None) -> tuple[Any, ...]:
         """
         Draw behaviors from the proxy's table, and log the decision.
+
+        @param request: the request they are for, or L{None} for the whole
+            connection.
+        @param head: the bytes of the request's first frame, for match
+            fields the framers do not record.
         """
         table = self.proxy.table
-        behaviors = table.choose(None if table.inert else self.random)
+        behaviors = table.choose(None if table.inert else self.random, request, self, head)
         decisions = self.proxy.decisions
         for behavior in behaviors:
             decisions[behavior.name] = decisions.get(behavior.name, 0) + 1

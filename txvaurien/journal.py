@@ -93,19 +93,17 @@ class WritableFile(OptionType):
 #: (L{txvaurien.tap} adds them to its core options).
 OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "journal": (
-        "Write the fault journal to this file: one JSON object a line, one "
-        "line per fault that acted, written and flushed within 50 ms",
+        "Write the fault journal to this file (JSON lines, flushed within 50 ms)",
         WritableFile(),
         None,
     ),
     "journal_max_bytes": (
-        "Bound of the journal file in bytes: past it, the file becomes "
-        "FILE.1 (replacing the older one) and a new one begins",
+        "Size in bytes at which the journal file is renamed FILE.1 and begun anew",
         Number(int, 1024),
         DEFAULT_MAX_BYTES,
     ),
     "journal_events": (
-        "Fault journal events kept in memory for the control API's GET /events",
+        "Journal events kept in memory for GET /events",
         Number(int, 1),
         DEFAULT_CAPACITY,
     ),

@@ -60,7 +60,7 @@ class OrderingMixin:
     clock: Any
     _exchanges: set[Exchange] | None
 
-    def choose(self, request: Message | None) -> tuple[Any, ...]:
+    def choose(self, request: Message | None, head: bytes | None = None) -> tuple[Any, ...]:
         raise NotImplementedError()
 
 
@@ -105,10 +105,13 @@ class OrderingMixin:
             return False
         return not self.requestScope or self.proxy.table.inert
 
-    def messageStarted(self, pipe: Pipe, message: Message) -> None:
+    def messageStarted(self, pipe: Pipe, message: Message, head: bytes = b"") -> None:
         """
         A Pipe saw the first frame of C{message}: open its place in the
         output order and, under request scope, choose its behaviors.
+
+        @param head: the bytes of that first frame (what a behavior's
+            C{match} may read beyond the framer's metadata).
         """
         if pipe.direction != UPSTREAM:
             return
@@ -128,7 +131,7 @@ class OrderingMixin:
         if message.expectsResponse and self.downstream.sequencer is not None:
             self.downstream.sequencer.open(message)
         if self.requestScope:
-            behaviors = self.choose(message)
+            behaviors = self.choose(message, head)
             exchange = message.exchange = Exchange(message, behaviors)
             if behaviors:
                 exchanges = self._exchanges

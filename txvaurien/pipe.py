@@ -365,7 +365,7 @@ class Pipe:
         message = frame.message
         head = self.head
         if frame.first:
-            self.connection.messageStarted(self, message)
+            self.connection.messageStarted(self, message, frame.data)
         exchange = message.exchange
         if exchange is None and message.request is not None:
             exchange = message.request.exchange

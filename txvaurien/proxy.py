@@ -151,6 +151,11 @@ class ProxyServerFactory(Factory):
     protocol = ProxyServer
     clientFactory = ProxyClientFactory
     noisy = False
+    #: The L{txvaurien.journal.Journal} faults record their actions in, or
+    #: L{None} (they are only logged).
+    journal: Any = None
+    #: The L{txvaurien.scenario} runner changing this proxy's table, if any.
+    scenario: Any = None
 
     def __init__(
         self,

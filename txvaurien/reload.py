@@ -49,7 +49,11 @@ class ReloadingService(MultiService):
     """
     The top of C{twistd vaurien}'s service tree: reloads its children's
     configuration on C{SIGHUP}, and keeps C{SIGUSR1} from killing the
-    process.  Its children are the services of the configuration
+    process, and runs the process's garbage-collection policy
+    (C{collector}, a L{txvaurien.gcpolicy.CollectorService}: started after
+    the children, so that what they made at start is frozen, and stopped
+    before them; not a child, as it belongs to the process, not to the
+    configuration).  Its children are the services of the configuration
     (L{txvaurien.service.buildService}); the signal handlers are
     installed once they have started, and removed when they stop.
 
@@ -61,6 +65,7 @@ class ReloadingService(MultiService):
     """
 
     signals = True
+    collector: Any = None
 
     def __init__(
         self,
@@ -82,8 +87,12 @@ class ReloadingService(MultiService):
             if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
                 self._install(signal.SIGUSR1, self._onUser1)
         MultiService.startService(self)
+        if self.collector is not None:
+            self.collector.startService()
 
     def stopService(self) -> Any:
+        if self.collector is not None and self.collector.running:
+            self.collector.stopService()
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}

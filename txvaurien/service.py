@@ -95,7 +95,7 @@ def buildService(
         proxy.exitOnListenFailure = True
         proxy.setName("proxy")
         proxy.setServiceParent(parent)
-        factory.journal = eventJournal  # type: ignore[attr-defined]
+        factory.journal = eventJournal
         scenario.fromConfig(configuration, reactor, factory, parent)
     if core["http"] or configuration.proxies:
         _controlPlane(configuration, reactor, parent, proxy, random, eventJournal)

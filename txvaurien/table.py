@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping, Sequence
 
-from txvaurien import logs, options
+from txvaurien import logs, options, scopes
 from txvaurien.behaviors.base import Behavior
 from txvaurien.match import Match, MatchError, checkTable
 from txvaurien.match import parse as parseMatch
@@ -195,19 +195,10 @@ class BehaviorTable:
 
 def _connectionOnly(behavior: Any) -> bool:
     """
-    Whether a behavior acts only under connection scope: it says so
-    (C{connectionScopeOnly = True}, like C{slow_close}), or it acts when a
-    connection opens (it overrides C{connectionMade}) and builds no fault,
-    like C{slow_open}.
+    Whether a behavior acts only under connection scope (it declares
+    C{scopes}, see L{txvaurien.scopes}).
     """
-    kind = type(behavior)
-    if getattr(kind, "connectionScopeOnly", False):
-        return True
-    return (
-        isinstance(behavior, Behavior)
-        and kind.buildFault is Behavior.buildFault
-        and kind.connectionMade is not Behavior.connectionMade
-    )
+    return not scopes.actsIn(behavior, REQUEST)
 
 
 def buildTable(
@@ -254,6 +245,4 @@ def buildTable(
         checkTable(table, protocol)
     except MatchError as e:
         raise TableError(str(e))
-    for warning in table.warnings:
-        _log.warn("{problem}", problem=warning)
     return table

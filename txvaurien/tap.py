@@ -384,6 +384,6 @@ def makeService(config: Any, reactor: Any = None) -> MultiService:
     parent = ReloadingService(config.configuration, config.reload, reactor)
     service = buildService(config.configuration, reactor, parent)
     statsd.attach(config.configuration.core, service, reactor)
-    collector = CollectorService(reactor, config.configuration.core["gc_interval"] or None)
-    collector.setServiceParent(service)
+    parent.collector = CollectorService(
+        reactor, config.configuration.core["gc_interval"] or None)
     return service

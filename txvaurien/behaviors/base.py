@@ -95,10 +95,6 @@ class Behavior(Configurable):
     #: behavior acts; under another, C{twistd vaurien} warns at start.
     scopes: ClassVar[tuple[str, ...]] = ("connection", "request")
 
-    #: Set to C{True} by a behavior that acts on whole connections only (it
-    #: builds no fault for a request), so a table under request scope warns
-    #: that it can never act.
-    connectionScopeOnly: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

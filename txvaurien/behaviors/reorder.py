@@ -11,7 +11,7 @@ from txvaurien.behaviors._holding import faultRandom
 from txvaurien.behaviors.base import Behavior, Fault, logDecision
 from txvaurien.frames import UPSTREAM, Frame
 from txvaurien.interfaces import IFault, IStage
-from txvaurien.options import Number
+from txvaurien.options import Duration, Number
 
 #: Datagrams one fault holds at most; a datagram chosen beyond that passes.
 MAX_HELD = 1000
@@ -116,8 +116,8 @@ class Reorder(Behavior):
         ),
         "gap": ("Datagrams that overtake a held one", Number(int, 1), 1),
         "timeout": (
-            "Most milliseconds a datagram is held (0: until gap datagrams passed)",
-            Number(float, 0),
+            "Longest time a datagram is held (0: until gap datagrams passed)",
+            Duration("ms"),
             100.0,
         ),
     }

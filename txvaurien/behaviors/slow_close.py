@@ -69,7 +69,6 @@ class SlowClose(Behavior):
     """
 
     name = "slow_close"
-    connectionScopeOnly = True
     defaultDirection = DOWNSTREAM
     scopes = ("connection",)
     options = {

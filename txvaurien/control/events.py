@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from txvaurien import logs
 from txvaurien.control.errors import ApiError
@@ -128,15 +130,21 @@ class EventsAPI:
         request.write(b": txvaurien fault journal\n\n")
         journal = self.journal
         transport = request.channel.transport if request.channel else None
+        backlog = _Backlog()
+        request.registerProducer(backlog, True)
 
         def send(event: dict[str, Any]) -> None:
-            if transport is not None and _queued(transport) > STREAM_BACKLOG:
-                _log.warn("event stream client too slow: dropped")
-                journal.unsubscribe(send)
-                transport.abortConnection()
-                return
-            request.write("id: {}\nevent: fault\ndata: {}\n\n".format(
-                event["cursor"], encode(event)).encode("utf-8"))
+            data = "id: {}\nevent: fault\ndata: {}\n\n".format(
+                event["cursor"], encode(event)).encode("utf-8")
+            if backlog.paused:
+                backlog.held += len(data)
+                if backlog.held > STREAM_BACKLOG:
+                    _log.warn("event stream client too slow: dropped")
+                    journal.unsubscribe(send)
+                    if transport is not None:
+                        transport.abortConnection()
+                    return
+            request.write(data)
 
         while since < journal.cursor:
             replay, since = journal.since(since, MAX_LIMIT)
@@ -150,9 +158,25 @@ class EventsAPI:
         return Deferred()
 
 
-def _queued(transport: Any) -> int:
+@implementer(IPushProducer)
+class _Backlog:
     """
-    Bytes a TCP transport has not sent yet.
+    The event stream's producer, registered on its request: the transport
+    pauses it when its write buffer is full, and what is written while
+    paused is counted, so that a client that stops reading is noticed
+    through the public transport API, TLS or not.
     """
-    return int(getattr(transport, "_tempDataLen", 0)) + len(
-        getattr(transport, "dataBuffer", b"")) - int(getattr(transport, "offset", 0))
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.held = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.held = 0
+
+    def stopProducing(self) -> None:
+        self.paused = True

@@ -549,7 +549,8 @@ class ProxyManager(MultiService):
                 proxy.apply()
             return
         try:
-            proxy.base = buildTable(spec, registry, settings, base.scope)
+            proxy.base = buildTable(
+                spec, registry, settings, base.scope, proxy.factory.handler.name)
         except (TableError, UnknownPlugin, options.OptionError) as e:
             raise errors.ApiError(str(e), 400, "name")
         proxy.apply()

@@ -15,15 +15,15 @@ from typing import Any
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
 from txvaurien.endpoints import EndpointError
-from txvaurien.options import Number
+from txvaurien.options import Duration, Number
 
 #: The options of UDP proxies, declared once like the core options
 #: (C{--udp-session-timeout}, C{[vaurien] udp_max_sessions}).
 DATAGRAM_OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "udp_session_timeout": (
-        "UDP: seconds without a datagram either way after which a client's "
+        "UDP: time without a datagram either way after which a client's "
         "session (and its backend socket) is closed",
-        Number(float, 0, exclusiveMinimum=True),
+        Duration("s", 0, exclusiveMinimum=True),
         60.0,
     ),
     "udp_max_sessions": (

@@ -109,9 +109,10 @@ class BehaviorTests(VaurienTestCase):
         cases = [
             ({"name": "nosuch"}, "name",
              "unknown behavior 'nosuch'; known: abort, bandwidth, blackout, closer, "
-             "corrupt, delay, down, drop, dummy, error, hang, latency, limit_data, "
-             "limit_time, reset_peer, slicer, slow_close, slow_open, slowdown, swallow, "
-             "timeout, tls_alert, tls_certificate, tls_delay, tls_old_version, transient"),
+             "corrupt, delay, down, drop, dummy, duplicate, error, hang, latency, "
+             "limit_data, limit_time, rate_limit, reorder, reset_peer, slicer, slow_close, "
+             "slow_open, slowdown, swallow, timeout, tls_alert, tls_certificate, tls_delay, "
+             "tls_old_version, transient, truncate"),
             ({"sleep": 1}, "name",
              "required: a behavior name or a weighted specification such as "
              "20:delay,10:error"),

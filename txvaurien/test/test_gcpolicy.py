@@ -5,6 +5,7 @@ Tests for L{txvaurien.gcpolicy}.
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -84,3 +85,40 @@ class CollectorServiceTests(SynchronousTestCase):
         self.assertEqual(gc.get_freeze_count(), 0)
         self.assertEqual(clock.getDelayedCalls(), [])
         service.stopService()
+
+
+class OptionTests(SynchronousTestCase):
+    """
+    C{--gc-interval} and C{--half-closed-timeout} reach what they set.
+    """
+
+    def makeService(self, *arguments: str) -> Any:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from txvaurien import tap
+        from txvaurien.test.helpers import testRegistry
+
+        options = tap.buildOptions(testRegistry())()
+        options.parseOptions(["--backend", "127.0.0.1:6379", *arguments])
+        return tap.makeService(options, MemoryReactorClock())
+
+    def test_defaults(self) -> None:
+        """
+        By default full collections run every 300 s and half-closed
+        connections are closed after 300 s idle.
+        """
+        service = self.makeService()
+        self.assertEqual(service.collector.interval, 300.0)
+        factory = service.getServiceNamed("proxy").factory
+        self.assertEqual(factory.halfClosedTimeout, 300.0)
+
+    def test_givenWithUnits(self) -> None:
+        """
+        Both take a duration with a unit; 0 turns each off.
+        """
+        service = self.makeService("--gc-interval", "2m", "--half-closed-timeout", "1500ms")
+        self.assertEqual(service.collector.interval, 120.0)
+        self.assertEqual(service.getServiceNamed("proxy").factory.halfClosedTimeout, 1.5)
+        service = self.makeService("--gc-interval", "0", "--half-closed-timeout", "0")
+        self.assertIsNone(service.collector.interval)
+        self.assertIsNone(service.getServiceNamed("proxy").factory.halfClosedTimeout)

@@ -18,7 +18,6 @@ from txvaurien.frames import REQUEST, UPSTREAM, Message
 from txvaurien.options import OptionError
 from txvaurien.table import REQUEST as REQUEST_SCOPE
 from txvaurien.table import TableError, buildTable
-from txvaurien.test.aimhook import aim
 from txvaurien.test.helpers import Harness, testRegistry
 
 
@@ -342,7 +341,6 @@ class ProxyMatchTests(SynchronousTestCase):
         With C{error} matching C{POST /api/*}, a GET reaches the backend
         and a matching POST is answered with an error by the proxy.
         """
-        aim(self)
         harness = Harness(
             "100:error", "http", REQUEST_SCOPE,
             {"error": {"match": "method=POST path=/api/*", "codes": [503]}})
@@ -389,7 +387,6 @@ class ProxyHeadTests(SynchronousTestCase):
         An error aimed at requests with an C{X-Canary} header answers them
         and passes the others to the backend.
         """
-        aim(self)
         harness = Harness("100:error", "http", REQUEST_SCOPE,
                           {"error": {"match": "header.x-canary=*", "codes": [502]}})
         client, backend = harness.pair()
@@ -404,7 +401,6 @@ class ProxyHeadTests(SynchronousTestCase):
         An error aimed at C{SET user:*} answers C{SET user:1} and passes
         C{SET order:1}.
         """
-        aim(self)
         harness = Harness("100:error", "redis", REQUEST_SCOPE,
                           {"error": {"match": "command=SET key=user:*"}})
         client, backend = harness.pair()

@@ -18,7 +18,6 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from txvaurien import ctl
-from txvaurien.test.aimhook import aim
 from txvaurien.test.controlhelpers import EchoControlTestCase, echoServer
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.servers import listenBackend, requireModule, sharedServer
@@ -60,7 +59,6 @@ class HTTPMatchTests(TestCase):
         POST elsewhere fails, and about half the POSTs to C{/api/} are
         answered 503 by the proxy.
         """
-        aim(self)
         backend = listenBackend(self, server.Site(_Answer()))
         proxy = listenProxy(self, backend, "50:error", "http", {
             "error": {"match": "method=POST path=/api/*", "codes": [503]}})
@@ -97,7 +95,6 @@ class RedisMatchTests(TestCase):
         other SETs and every GET work.
         """
         redis = requireModule("redis", "redis")
-        aim(self)
         backend = yield startRedis(self)
         proxy = listenProxy(self, backend.port, "100:error", "redis", {
             "error": {"match": "command=SET key=user:*"}})
@@ -140,7 +137,6 @@ class PostgresMatchTests(TestCase):
         least 0.3 s, and SELECTs and INSERTs stay fast.
         """
         psycopg = requireModule("psycopg", "psycopg[binary]")
-        aim(self)
         backend = yield sharedServer("postgres", startPostgres)
         proxy = listenProxy(self, backend.port, "100:delay", "postgresql", {
             "delay": {"match": "verb=UPDATE", "sleep": 0.3}})
@@ -180,7 +176,6 @@ class ClientMatchTests(TestCase):
         scope), a client from 127.0.0.1 is cut at once while one from
         127.0.0.2 gets its bytes echoed.
         """
-        aim(self)
         proxy = listenProxy(self, echoServer(self), "100:blackout", "tcp", {
             "blackout": {"match": "client=127.0.0.1/32"}})
 

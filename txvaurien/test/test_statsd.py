@@ -170,7 +170,7 @@ class VaurienSettingsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--config", path.path])
         return options, [formatEvent(e) for e in events
-                         if e.get("log_namespace") == "txvaurien.tap"]
+                         if e.get("log_namespace") == "txvaurien.config"]
 
     def test_vaurienFileAccepted(self) -> None:
         """
