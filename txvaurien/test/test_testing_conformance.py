@@ -7,6 +7,7 @@ rules.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -34,6 +35,10 @@ SETTINGS: dict[str, list[dict[str, Any]]] = {
     "latency": [{}, {"jitter": 50}],
     "reset_peer": [{}, {"timeout": 100}],
 }
+
+def _tcpDNS(message: bytes) -> bytes:
+    return struct.pack("!H", len(message)) + message
+
 
 #: A typical exchange of each protocol, in wire order.
 CONVERSATIONS: dict[str, list[tuple[str, bytes]]] = {
@@ -71,6 +76,16 @@ CONVERSATIONS: dict[str, list[tuple[str, bytes]]] = {
         (DOWNSTREAM, my.resultSet(1, 1, 2)[0]),
         (UPSTREAM, my.query(b"DO 1")),
         (DOWNSTREAM, my.ok(1)),
+    ],
+    # DNS over TCP (a two-byte length, then the message): a query for
+    # example.com A and its answer.
+    "dns": [
+        (UPSTREAM, _tcpDNS(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                           b"\x07example\x03com\x00\x00\x01\x00\x01")),
+        (DOWNSTREAM, _tcpDNS(b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"
+                             b"\x07example\x03com\x00\x00\x01\x00\x01"
+                             b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04"
+                             b"\x01\x02\x03\x04")),
     ],
     "postgresql": [
         (UPSTREAM, pg.startup()),
