@@ -11,9 +11,11 @@ import struct
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import DOWNSTREAM, UPSTREAM, Frame
+from txvaurien.interfaces import IConnection, IStage
 from txvaurien.options import Number
 from txvaurien.protocols.base import ProtocolHandler
 from txvaurien.registry import Registry
@@ -21,7 +23,9 @@ from txvaurien.test import test_protocol_mysql as my
 from txvaurien.test import test_protocol_postgresql as pg
 from txvaurien.testing.conformance import (
     BehaviorConformanceMixin,
+    FakeConnection,
     ProtocolConformanceMixin,
+    RecordingStage,
 )
 
 REGISTRY = Registry.discover(thirdParty=False)
@@ -303,3 +307,39 @@ class SuiteCatchesBreakageTests(SynchronousTestCase):
         failures = _failures(case, "test_framingNeverChangesBytes")
         self.assertEqual(len(failures), 1)
         self.assertIn("upstream bytes changed by framing", str(failures[0][1]))
+
+
+class FakesTests(SynchronousTestCase):
+    """
+    The fakes the suites run faults on.
+    """
+
+    def test_fakesProvideInterfaces(self) -> None:
+        """
+        L{FakeConnection} provides L{IConnection} and L{RecordingStage}
+        L{IStage}.
+        """
+        connection = FakeConnection()
+        verifyObject(IConnection, connection)
+        verifyObject(IStage, RecordingStage(UPSTREAM, connection, REGISTRY.behaviors.get("delay")))
+
+    def test_closeTellsFaultsOnceAndCancelsTimers(self) -> None:
+        """
+        Closing a L{FakeConnection} cancels its timers and tells its faults
+        (on the next turn, as the reactor would) exactly once, keeping the
+        first reason.
+        """
+        connection = FakeConnection()
+        told: list[str] = []
+        fault = type("F", (), {"connectionLost": lambda self: told.append("lost")})()
+        connection.faults.append(fault)
+        timer = connection.callLater(5, told.append, "fired")
+        connection.reset("first")
+        connection.close("second")
+        self.assertEqual((connection.closed, connection.reason), ("reset", "first"))
+        self.assertEqual(told, [])
+        connection.clock.advance(0)
+        self.assertEqual(told, ["lost"])
+        self.assertFalse(timer.active())
+        connection.clock.advance(10)
+        self.assertEqual(told, ["lost"])
