@@ -61,6 +61,9 @@ class ChaosServer:
 
     @property
     def pid(self) -> int | None:
+        """
+        The server's process id, while it runs.
+        """
         return None if self.popen is None else self.popen.pid
 
     def start(self) -> None:

@@ -60,6 +60,9 @@ def pytest_sessionfinish(session: Any) -> None:
 
 
 def pytest_addoption(parser: Any) -> None:
+    """
+    C{--chaos-log-level}.
+    """
     group = parser.getgroup("txvaurien", "chaos proxies (txvaurien)")
     group.addoption(
         "--chaos-log-level", default="info",
@@ -134,12 +137,18 @@ class ChaosProxyFactory:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: Any) -> None:
+    """
+    Remember where the server's log stands when a test starts.
+    """
     server = item.config.stash.get(_server, None)
     item.stash[_logStart] = server.logSize() if server is not None else 0
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """
+    Attach the server's log lines of a failing test to its report.
+    """
     server = item.config.stash.get(_server, None)
     if server is not None and call.excinfo is not None and call.when in ("setup", "call"):
         text = server.log(item.stash.get(_logStart, 0))

@@ -58,6 +58,10 @@ class TestingResource(Resource):
         self.manager = manager
 
     def render(self, request: Any) -> Any:
+        """
+        Make a proxy for C{POST /testing/proxies}; pass anything else to
+        the control API.
+        """
         if request.path.rstrip(b"/") != b"/testing/proxies":
             return self.control.render(request)
         request.setHeader(b"content-type", b"application/json")
