@@ -149,6 +149,10 @@ def test_handleShape(proxy_of):
     assert proxy.address == "127.0.0.1:{}".format(proxy.port)
     assert proxy.url == "http://127.0.0.1:{}".format(proxy.port)
     assert roundTrip(proxy) == b"ping"
+    with socket.create_connection((proxy.host, proxy.port), timeout=5) as live:
+        live.sendall(b"x")
+        assert live.recv(1) == b"x"
+        assert len(proxy.connections()) == 1
 
 
 def test_behaviorSetThenRestored(proxy_of, chaos_server):
@@ -325,7 +329,8 @@ class PluginTests(SynchronousTestCase):
     def test_handleHasHostPortAddressURL(self) -> None:
         """
         A proxy's handle has C{host}, C{port}, C{address} (C{host:port})
-        and C{url}, and bytes round-trip through it.
+        and C{url}, bytes round-trip through it, and C{connections()}
+        lists a live connection.
         """
         self.assertPassed("test_handleShape")
 

@@ -19,6 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
 from txvaurien.testing._core import newManager
+from txvaurien.testing.handle import ChaosServer
 from txvaurien.testing.server import READY, ReadyLog, TestingResource
 
 
@@ -139,3 +140,39 @@ class ReadyLogTests(TestCase):
         self.assertIn("after", log.getvalue())
 
 
+
+
+class StartFailureTests(TestCase):
+    """
+    L{ChaosServer.start} when the server cannot start.
+    """
+
+    def script(self, body: str) -> str:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n" + body + "\n")
+        os.chmod(path, 0o755)
+        return path
+
+    def test_exitBeforeReadyRaisesWithLog(self) -> None:
+        """
+        A server that exits before its control API listens makes
+        C{start} raise L{RuntimeError} with what it wrote, and leaves
+        nothing running.
+        """
+        server = ChaosServer(python=self.script("echo 'No module named twisted' >&2; exit 1"))
+        e = self.assertRaises(RuntimeError, server.start)
+        self.assertIn("exited before its control API listened", str(e))
+        self.assertIn("No module named twisted", str(e))
+        self.assertIsNone(server.pid)
+        self.assertFalse(os.path.exists(server.directory))
+
+    def test_silentServerTimesOut(self) -> None:
+        """
+        A server that says nothing within C{startTimeout} is killed, and
+        C{start} says how long it waited.
+        """
+        server = ChaosServer(python=self.script("exec sleep 60"), startTimeout=0.2)
+        e = self.assertRaises(RuntimeError, server.start)
+        self.assertIn("did not start within 0.2s", str(e))
+        self.assertIsNone(server.pid)

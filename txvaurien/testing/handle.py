@@ -122,9 +122,9 @@ class ChaosServer:
             stdout.close()
 
     def _failed(self, why: str) -> RuntimeError:
-        self.stop()
-        return RuntimeError("txvaurien's test server {}; its log:\n{}".format(
-            why, self.log(0)))
+        log = self.log(0)
+        self.stop(timeout=1.0)
+        return RuntimeError("txvaurien's test server {}; its log:\n{}".format(why, log))
 
     def logSize(self) -> int:
         """
