@@ -11,9 +11,11 @@ pytest is not a dependency of txvaurien; these tests need it installed
 from __future__ import annotations
 
 import ast
+import atexit
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,6 +249,16 @@ def test_failsWithServerLog(proxy_of):
         assert roundTrip(proxy) == b"not what comes back"
 '''
 
+def scratchDirectory() -> str:
+    """
+    A new directory for a pytest session's files, removed when the test
+    process exits (results are read from it after the session).
+    """
+    directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
+
+
 def pluginArguments() -> list[str]:
     """
     C{-p txvaurien.testing.pytest_plugin}, unless an installed txvaurien
@@ -268,7 +280,7 @@ def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = No
         and the wall-clock seconds the run took.
     """
     requireModule("pytest", "pytest")
-    directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+    directory = scratchDirectory()
     for name, text in files.items():
         with open(os.path.join(directory, name), "w") as f:
             f.write(textwrap.dedent(text))

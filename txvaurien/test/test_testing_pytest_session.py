@@ -22,7 +22,13 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txvaurien.test.servers import requireModule, run
-from txvaurien.test.test_testing_pytest import CONFTEST, ROOT, pluginArguments, runPytest
+from txvaurien.test.test_testing_pytest import (
+    CONFTEST,
+    ROOT,
+    pluginArguments,
+    runPytest,
+    scratchDirectory,
+)
 
 #: Fifty tests, each with its own proxy and a round trip through it.
 FIFTY = '''
@@ -146,7 +152,7 @@ class NonTwistedClientTests(TestCase):
         requireModule("psycopg", "psycopg[binary]")
         requireModule("pytest", "pytest")
         server = yield sharedServer("postgres", startPostgres)
-        directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+        directory = scratchDirectory()
         for name, text in {"conftest.py": CONFTEST, "test_clients.py": CLIENTS}.items():
             with open(os.path.join(directory, name), "w") as f:
                 f.write(textwrap.dedent(text))
