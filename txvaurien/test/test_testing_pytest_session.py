@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,7 +184,7 @@ class ServerLifetimeTests(SynchronousTestCase):
             from txvaurien.testing import ChaosServer
             server = ChaosServer()
             server.start()
-            print(server.pid, flush=True)
+            print(server.pid, server.directory, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         """)
         environment = dict(os.environ)
@@ -191,7 +192,9 @@ class ServerLifetimeTests(SynchronousTestCase):
         result = subprocess.run([sys.executable, "-c", script], env=environment,
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, -9, result.stderr)
-        pid = int(result.stdout.split()[0])
+        text, directory = result.stdout.split()
+        pid = int(text)
+        self.addCleanup(shutil.rmtree, directory, True)
         try:
             handle = os.pidfd_open(pid)
         except ProcessLookupError:
