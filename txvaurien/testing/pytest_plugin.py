@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from txvaurien import logs
 from txvaurien.testing.handle import ChaosProxy, ChaosServer
 
 _server = pytest.StashKey[ChaosServer]()
@@ -66,7 +67,7 @@ def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("txvaurien", "chaos proxies (txvaurien)")
     group.addoption(
         "--chaos-log-level", default="info",
-        choices=("debug", "info", "warn", "error", "critical"),
+        choices=logs.LEVELS,
         help="log level of the chaos proxy server (its log is attached to failing tests)")
 
 
