@@ -11,7 +11,6 @@ pytest is not a dependency of txvaurien; these tests need it installed
 from __future__ import annotations
 
 import ast
-import atexit
 import functools
 import json
 import os
@@ -251,12 +250,9 @@ def test_failsWithServerLog(proxy_of):
 
 def scratchDirectory() -> str:
     """
-    A new directory for a pytest session's files, removed when the test
-    process exits (results are read from it after the session).
+    A new directory for a pytest session's files; the caller removes it.
     """
-    directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
-    atexit.register(shutil.rmtree, directory, True)
-    return directory
+    return tempfile.mkdtemp(prefix="txvaurien-pytest-")
 
 
 def pluginArguments() -> list[str]:
@@ -272,12 +268,13 @@ def pluginArguments() -> list[str]:
 
 
 def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = None
-              ) -> tuple[subprocess.CompletedProcess[str], str, float]:
+              ) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]], float]:
     """
-    Run pytest with the plugin on C{files} in a new directory.
+    Run pytest with the plugin on C{files} in a new directory, removed
+    afterwards.
 
-    @return: the completed process (output in C{stdout}), the directory,
-        and the wall-clock seconds the run took.
+    @return: the completed process (output in C{stdout}), each test's
+        outcome (L{outcomes}), and the wall-clock seconds the run took.
     """
     requireModule("pytest", "pytest")
     directory = scratchDirectory()
@@ -295,7 +292,29 @@ def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = No
          "--junitxml", os.path.join(directory, "junit.xml"), *args],
         cwd=directory, env=environment, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    return result, directory, time.monotonic() - started
+    wall = time.monotonic() - started
+    try:
+        found = outcomes(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return result, found, wall
+
+
+def readLeaks(path: str, result: subprocess.CompletedProcess[str]) -> Any:
+    """
+    What the scenarios' conftest wrote to C{path} at the end of the
+    session (and remove it).
+
+    @raise AssertionError: with the session's output, if it wrote nothing.
+    """
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        raise AssertionError("the session wrote no leak report:\n" + result.stdout) from None
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def outcomes(directory: str) -> dict[str, tuple[str, str]]:
@@ -303,7 +322,10 @@ def outcomes(directory: str) -> dict[str, tuple[str, str]]:
     Each test's outcome (C{passed}, C{failure}, C{error}, C{skipped}) and
     message, from the JUnit XML of a run.
     """
-    tree = ET.parse(os.path.join(directory, "junit.xml"))
+    path = os.path.join(directory, "junit.xml")
+    if not os.path.exists(path):
+        return {}
+    tree = ET.parse(path)
     found: dict[str, tuple[str, str]] = {}
     for case in tree.iter("testcase"):
         outcome, message = "passed", ""
@@ -318,13 +340,10 @@ def outcomes(directory: str) -> dict[str, tuple[str, str]]:
 @functools.lru_cache(maxsize=None)
 def behaviorsRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]], Any]:
     leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
-    result, directory, _ = runPytest(
+    result, found, _ = runPytest(
         {"conftest.py": CONFTEST, "test_behaviors.py": BEHAVIORS}, "-p", "no:randomly",
         env={"LEAKS": leaks})
-    with open(leaks) as f:
-        watched = json.load(f)
-    os.unlink(leaks)
-    return result, outcomes(directory), watched
+    return result, found, readLeaks(leaks, result)
 
 
 class PluginTests(SynchronousTestCase):

@@ -8,7 +8,6 @@ real pytest session in a child process, as in L{test_testing_pytest}.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import select
@@ -27,6 +26,7 @@ from txvaurien.test.test_testing_pytest import (
     CONFTEST,
     ROOT,
     pluginArguments,
+    readLeaks,
     runPytest,
     scratchDirectory,
 )
@@ -48,9 +48,7 @@ def fiftyRun() -> tuple[subprocess.CompletedProcess[str], float, float, Any]:
     leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
     result, _, wall = runPytest(
         {"conftest.py": CONFTEST, "test_fifty.py": FIFTY}, "-q", env={"LEAKS": leaks})
-    with open(leaks) as f:
-        watched = json.load(f)
-    os.unlink(leaks)
+    watched = readLeaks(leaks, result)
     session = float(re.search(r"50 passed in ([0-9.]+)s", result.stdout).group(1))
     return result, session, wall, watched
 
@@ -154,6 +152,7 @@ class NonTwistedClientTests(TestCase):
         requireModule("pytest", "pytest")
         server = yield sharedServer("postgres", startPostgres)
         directory = scratchDirectory()
+        self.addCleanup(shutil.rmtree, directory, True)
         for name, text in {"conftest.py": CONFTEST, "test_clients.py": CLIENTS}.items():
             with open(os.path.join(directory, name), "w") as f:
                 f.write(textwrap.dedent(text))
@@ -204,6 +203,7 @@ class ServerLifetimeTests(SynchronousTestCase):
         finally:
             os.close(handle)
         self.assertEqual(ready, [handle], "server {} still running".format(pid))
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 #: A test that fails on purpose after a fault was chosen.
