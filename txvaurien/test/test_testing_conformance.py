@@ -7,12 +7,15 @@ rules.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from txvaurien.behaviors.base import Behavior, Fault
 from txvaurien.frames import DOWNSTREAM, UPSTREAM, Frame
+from txvaurien.interfaces import IConnection, IStage
 from txvaurien.options import Number
 from txvaurien.protocols.base import ProtocolHandler
 from txvaurien.registry import Registry
@@ -20,7 +23,9 @@ from txvaurien.test import test_protocol_mysql as my
 from txvaurien.test import test_protocol_postgresql as pg
 from txvaurien.testing.conformance import (
     BehaviorConformanceMixin,
+    FakeConnection,
     ProtocolConformanceMixin,
+    RecordingStage,
 )
 
 REGISTRY = Registry.discover(thirdParty=False)
@@ -34,6 +39,10 @@ SETTINGS: dict[str, list[dict[str, Any]]] = {
     "latency": [{}, {"jitter": 50}],
     "reset_peer": [{}, {"timeout": 100}],
 }
+
+def _tcpDNS(message: bytes) -> bytes:
+    return struct.pack("!H", len(message)) + message
+
 
 #: A typical exchange of each protocol, in wire order.
 CONVERSATIONS: dict[str, list[tuple[str, bytes]]] = {
@@ -71,6 +80,16 @@ CONVERSATIONS: dict[str, list[tuple[str, bytes]]] = {
         (DOWNSTREAM, my.resultSet(1, 1, 2)[0]),
         (UPSTREAM, my.query(b"DO 1")),
         (DOWNSTREAM, my.ok(1)),
+    ],
+    # DNS over TCP (a two-byte length, then the message): a query for
+    # example.com A and its answer.
+    "dns": [
+        (UPSTREAM, _tcpDNS(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                           b"\x07example\x03com\x00\x00\x01\x00\x01")),
+        (DOWNSTREAM, _tcpDNS(b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"
+                             b"\x07example\x03com\x00\x00\x01\x00\x01"
+                             b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04"
+                             b"\x01\x02\x03\x04")),
     ],
     "postgresql": [
         (UPSTREAM, pg.startup()),
@@ -288,3 +307,39 @@ class SuiteCatchesBreakageTests(SynchronousTestCase):
         failures = _failures(case, "test_framingNeverChangesBytes")
         self.assertEqual(len(failures), 1)
         self.assertIn("upstream bytes changed by framing", str(failures[0][1]))
+
+
+class FakesTests(SynchronousTestCase):
+    """
+    The fakes the suites run faults on.
+    """
+
+    def test_fakesProvideInterfaces(self) -> None:
+        """
+        L{FakeConnection} provides L{IConnection} and L{RecordingStage}
+        L{IStage}.
+        """
+        connection = FakeConnection()
+        verifyObject(IConnection, connection)
+        verifyObject(IStage, RecordingStage(UPSTREAM, connection, REGISTRY.behaviors.get("delay")))
+
+    def test_closeTellsFaultsOnceAndCancelsTimers(self) -> None:
+        """
+        Closing a L{FakeConnection} cancels its timers and tells its faults
+        (on the next turn, as the reactor would) exactly once, keeping the
+        first reason.
+        """
+        connection = FakeConnection()
+        told: list[str] = []
+        fault = type("F", (), {"connectionLost": lambda self: told.append("lost")})()
+        connection.faults.append(fault)
+        timer = connection.callLater(5, told.append, "fired")
+        connection.reset("first")
+        connection.close("second")
+        self.assertEqual((connection.closed, connection.reason), ("reset", "first"))
+        self.assertEqual(told, [])
+        connection.clock.advance(0)
+        self.assertEqual(told, ["lost"])
+        self.assertFalse(timer.active())
+        connection.clock.advance(10)
+        self.assertEqual(told, ["lost"])

@@ -14,6 +14,7 @@ import ast
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,10 @@ def test_handleShape(proxy_of):
     assert proxy.address == "127.0.0.1:{}".format(proxy.port)
     assert proxy.url == "http://127.0.0.1:{}".format(proxy.port)
     assert roundTrip(proxy) == b"ping"
+    with socket.create_connection((proxy.host, proxy.port), timeout=5) as live:
+        live.sendall(b"x")
+        assert live.recv(1) == b"x"
+        assert len(proxy.connections()) == 1
 
 
 def test_behaviorSetThenRestored(proxy_of, chaos_server):
@@ -243,6 +248,13 @@ def test_failsWithServerLog(proxy_of):
         assert roundTrip(proxy) == b"not what comes back"
 '''
 
+def scratchDirectory() -> str:
+    """
+    A new directory for a pytest session's files; the caller removes it.
+    """
+    return tempfile.mkdtemp(prefix="txvaurien-pytest-")
+
+
 def pluginArguments() -> list[str]:
     """
     C{-p txvaurien.testing.pytest_plugin}, unless an installed txvaurien
@@ -256,15 +268,16 @@ def pluginArguments() -> list[str]:
 
 
 def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = None
-              ) -> tuple[subprocess.CompletedProcess[str], str, float]:
+              ) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]], float]:
     """
-    Run pytest with the plugin on C{files} in a new directory.
+    Run pytest with the plugin on C{files} in a new directory, removed
+    afterwards.
 
-    @return: the completed process (output in C{stdout}), the directory,
-        and the wall-clock seconds the run took.
+    @return: the completed process (output in C{stdout}), each test's
+        outcome (L{outcomes}), and the wall-clock seconds the run took.
     """
     requireModule("pytest", "pytest")
-    directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+    directory = scratchDirectory()
     for name, text in files.items():
         with open(os.path.join(directory, name), "w") as f:
             f.write(textwrap.dedent(text))
@@ -279,7 +292,29 @@ def runPytest(files: dict[str, str], *args: str, env: dict[str, str] | None = No
          "--junitxml", os.path.join(directory, "junit.xml"), *args],
         cwd=directory, env=environment, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    return result, directory, time.monotonic() - started
+    wall = time.monotonic() - started
+    try:
+        found = outcomes(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return result, found, wall
+
+
+def readLeaks(path: str, result: subprocess.CompletedProcess[str]) -> Any:
+    """
+    What the scenarios' conftest wrote to C{path} at the end of the
+    session (and remove it).
+
+    @raise AssertionError: with the session's output, if it wrote nothing.
+    """
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        raise AssertionError("the session wrote no leak report:\n" + result.stdout) from None
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def outcomes(directory: str) -> dict[str, tuple[str, str]]:
@@ -287,7 +322,10 @@ def outcomes(directory: str) -> dict[str, tuple[str, str]]:
     Each test's outcome (C{passed}, C{failure}, C{error}, C{skipped}) and
     message, from the JUnit XML of a run.
     """
-    tree = ET.parse(os.path.join(directory, "junit.xml"))
+    path = os.path.join(directory, "junit.xml")
+    if not os.path.exists(path):
+        return {}
+    tree = ET.parse(path)
     found: dict[str, tuple[str, str]] = {}
     for case in tree.iter("testcase"):
         outcome, message = "passed", ""
@@ -302,13 +340,10 @@ def outcomes(directory: str) -> dict[str, tuple[str, str]]:
 @functools.lru_cache(maxsize=None)
 def behaviorsRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]], Any]:
     leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
-    result, directory, _ = runPytest(
+    result, found, _ = runPytest(
         {"conftest.py": CONFTEST, "test_behaviors.py": BEHAVIORS}, "-p", "no:randomly",
         env={"LEAKS": leaks})
-    with open(leaks) as f:
-        watched = json.load(f)
-    os.unlink(leaks)
-    return result, outcomes(directory), watched
+    return result, found, readLeaks(leaks, result)
 
 
 class PluginTests(SynchronousTestCase):
@@ -325,7 +360,8 @@ class PluginTests(SynchronousTestCase):
     def test_handleHasHostPortAddressURL(self) -> None:
         """
         A proxy's handle has C{host}, C{port}, C{address} (C{host:port})
-        and C{url}, and bytes round-trip through it.
+        and C{url}, bytes round-trip through it, and C{connections()}
+        lists a live connection.
         """
         self.assertPassed("test_handleShape")
 

@@ -11,7 +11,7 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txvaurien.test.test_testing_pytest import CONFTEST, outcomes, runPytest
+from txvaurien.test.test_testing_pytest import CONFTEST, runPytest
 
 #: Scenarios that fail on purpose: each failure message must say what was
 #: wrong.
@@ -65,9 +65,9 @@ def test_handleAfterTeardown(proxy_of):
 
 @functools.lru_cache(maxsize=None)
 def badUseRun() -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]]]:
-    result, directory, _ = runPytest(
+    result, found, _ = runPytest(
         {"conftest.py": CONFTEST, "test_bad.py": BAD_USE}, "-p", "no:randomly")
-    return result, outcomes(directory)
+    return result, found
 
 
 class BadUseTests(SynchronousTestCase):

@@ -8,10 +8,10 @@ real pytest session in a child process, as in L{test_testing_pytest}.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,14 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txvaurien.test.servers import requireModule, run
-from txvaurien.test.test_testing_pytest import CONFTEST, ROOT, pluginArguments, runPytest
+from txvaurien.test.test_testing_pytest import (
+    CONFTEST,
+    ROOT,
+    pluginArguments,
+    readLeaks,
+    runPytest,
+    scratchDirectory,
+)
 
 #: Fifty tests, each with its own proxy and a round trip through it.
 FIFTY = '''
@@ -41,9 +48,7 @@ def fiftyRun() -> tuple[subprocess.CompletedProcess[str], float, float, Any]:
     leaks = tempfile.mktemp(prefix="txvaurien-leaks-", suffix=".json")
     result, _, wall = runPytest(
         {"conftest.py": CONFTEST, "test_fifty.py": FIFTY}, "-q", env={"LEAKS": leaks})
-    with open(leaks) as f:
-        watched = json.load(f)
-    os.unlink(leaks)
+    watched = readLeaks(leaks, result)
     session = float(re.search(r"50 passed in ([0-9.]+)s", result.stdout).group(1))
     return result, session, wall, watched
 
@@ -146,7 +151,8 @@ class NonTwistedClientTests(TestCase):
         requireModule("psycopg", "psycopg[binary]")
         requireModule("pytest", "pytest")
         server = yield sharedServer("postgres", startPostgres)
-        directory = tempfile.mkdtemp(prefix="txvaurien-pytest-")
+        directory = scratchDirectory()
+        self.addCleanup(shutil.rmtree, directory, True)
         for name, text in {"conftest.py": CONFTEST, "test_clients.py": CLIENTS}.items():
             with open(os.path.join(directory, name), "w") as f:
                 f.write(textwrap.dedent(text))
@@ -177,7 +183,7 @@ class ServerLifetimeTests(SynchronousTestCase):
             from txvaurien.testing import ChaosServer
             server = ChaosServer()
             server.start()
-            print(server.pid, flush=True)
+            print(server.pid, server.directory, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         """)
         environment = dict(os.environ)
@@ -185,7 +191,9 @@ class ServerLifetimeTests(SynchronousTestCase):
         result = subprocess.run([sys.executable, "-c", script], env=environment,
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, -9, result.stderr)
-        pid = int(result.stdout.split()[0])
+        text, directory = result.stdout.split()
+        pid = int(text)
+        self.addCleanup(shutil.rmtree, directory, True)
         try:
             handle = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -195,6 +203,7 @@ class ServerLifetimeTests(SynchronousTestCase):
         finally:
             os.close(handle)
         self.assertEqual(ready, [handle], "server {} still running".format(pid))
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 #: A test that fails on purpose after a fault was chosen.

@@ -182,6 +182,9 @@ class FaultRun:
         return [c for c in self._active() if c not in self.before]
 
     def feed(self) -> None:
+        """
+        Give the fault every frame, in order, while the connection lives.
+        """
         for frame in self.frames:
             if self.connection.closed is not None:
                 return
@@ -199,9 +202,16 @@ class FaultRun:
             self.clock.advance(max(0.0, min(due) - self.clock.seconds()))
 
     def unlink(self) -> None:
+        """
+        Unlink the fault, as a change of behavior table does, unless the
+        connection is closed.
+        """
         if self.connection.closed is None:
             self.fault.unlink()
             self.connection.faults.remove(self.fault)
 
     def outputs(self) -> list[tuple[str, Frame]]:
+        """
+        C{(kind, frame)} for every frame the fault forwarded or dropped.
+        """
         return [(k, f) for k, f in self.stage.events if f is not None]

@@ -61,6 +61,9 @@ class ChaosServer:
 
     @property
     def pid(self) -> int | None:
+        """
+        The server's process id, while it runs.
+        """
         return None if self.popen is None else self.popen.pid
 
     def start(self) -> None:
@@ -119,9 +122,9 @@ class ChaosServer:
             stdout.close()
 
     def _failed(self, why: str) -> RuntimeError:
-        self.stop()
-        return RuntimeError("txvaurien's test server {}; its log:\n{}".format(
-            why, self.log(0)))
+        log = self.log(0)
+        self.stop(timeout=1.0)
+        return RuntimeError("txvaurien's test server {}; its log:\n{}".format(why, log))
 
     def logSize(self) -> int:
         """

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from txvaurien import logs
 from txvaurien.testing.handle import ChaosProxy, ChaosServer
 
 _server = pytest.StashKey[ChaosServer]()
@@ -60,10 +61,13 @@ def pytest_sessionfinish(session: Any) -> None:
 
 
 def pytest_addoption(parser: Any) -> None:
+    """
+    C{--chaos-log-level}.
+    """
     group = parser.getgroup("txvaurien", "chaos proxies (txvaurien)")
     group.addoption(
         "--chaos-log-level", default="info",
-        choices=("debug", "info", "warn", "error", "critical"),
+        choices=logs.LEVELS,
         help="log level of the chaos proxy server (its log is attached to failing tests)")
 
 
@@ -134,12 +138,18 @@ class ChaosProxyFactory:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: Any) -> None:
+    """
+    Remember where the server's log stands when a test starts.
+    """
     server = item.config.stash.get(_server, None)
     item.stash[_logStart] = server.logSize() if server is not None else 0
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """
+    Attach the server's log lines of a failing test to its report.
+    """
     server = item.config.stash.get(_server, None)
     if server is not None and call.excinfo is not None and call.when in ("setup", "call"):
         text = server.log(item.stash.get(_logStart, 0))

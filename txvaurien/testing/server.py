@@ -58,6 +58,10 @@ class TestingResource(Resource):
         self.manager = manager
 
     def render(self, request: Any) -> Any:
+        """
+        Make a proxy for C{POST /testing/proxies}; pass anything else to
+        the control API.
+        """
         if request.path.rstrip(b"/") != b"/testing/proxies":
             return self.control.render(request)
         request.setHeader(b"content-type", b"application/json")
@@ -121,8 +125,6 @@ def _detach(stdout: TextIO) -> None:
     Point C{stdout}'s descriptor at C{/dev/null}: the parent reading it sees
     the end of the stream, and nothing else can take the descriptor.
     """
-    import os
-
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, stdout.fileno())
     os.close(null)
@@ -168,7 +170,10 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
     log = open(args.log, "a", buffering=1, encoding="utf-8")
     globalLogBeginner.beginLoggingTo(
         [ReadyLog(log, sys.stdout)], redirectStandardIO=False, discardBuffer=True)
-    stdio.StandardIO(_StopOnEOF(reactor), stdout=_devnull(), reactor=reactor)  # type: ignore[call-arg]
+    # Standard output is the parent's until the ready line: StandardIO
+    # writes nowhere.
+    stdio.StandardIO(  # type: ignore[call-arg]
+        _StopOnEOF(reactor), stdout=_devnull(), reactor=reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
@@ -177,8 +182,6 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
 
 
 def _devnull() -> int:
-    import os
-
     return os.open(os.devnull, os.O_WRONLY)
 
 

@@ -237,4 +237,7 @@ class ChaosProxyMixin:
     """
 
     def startProxy(self, upstream: Any, **kwargs: Any) -> TrialProxy:
+        """
+        L{startProxy} for this test.
+        """
         return startProxy(self, upstream, **kwargs)
