@@ -33,7 +33,7 @@ from txvaurien import endpoints, inifile, journal, logs, options, scenario, stat
 from txvaurien.datagram.addresses import DATAGRAM_OPTIONS, isDatagram
 from txvaurien.options import Choice, Duration, ListOf, Number, OptionError, String
 from txvaurien.registry import Registry, UnknownPlugin
-from txvaurien.table import CONNECTION, REQUEST, BehaviorTable, TableError, buildTable
+from txvaurien.table import CONNECTION_SCOPE, REQUEST_SCOPE, BehaviorTable, TableError, buildTable
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
 
@@ -61,7 +61,7 @@ CORE: dict[str, tuple[str, Any, Any]] = {
     "behavior_scope": (
         "Choose behaviors per connection or per request (auto: per request "
         "when the protocol frames requests)",
-        Choice("auto", CONNECTION, REQUEST),
+        Choice("auto", CONNECTION_SCOPE, REQUEST_SCOPE),
         "auto",
     ),
     "timeout": (
@@ -401,8 +401,8 @@ def _resolve(
 
     scope = core["behavior_scope"]
     if scope == "auto":
-        scope = REQUEST if handler.framesRequests else CONNECTION
-    elif scope == REQUEST and not handler.framesRequests:
+        scope = REQUEST_SCOPE if handler.framesRequests else CONNECTION_SCOPE
+    elif scope == REQUEST_SCOPE and not handler.framesRequests:
         raise OptionError(
             "--behavior-scope",
             "protocol {} does not frame requests; use connection".format(handler.name))

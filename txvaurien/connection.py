@@ -27,7 +27,7 @@ from txvaurien.ordering import Exchange, OrderingMixin
 from txvaurien.pipe import CONNECTING, Pipe
 from txvaurien.sequencer import Sequencer
 from txvaurien.stage import chain
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 
 if TYPE_CHECKING:
     from txvaurien.proxy import ProxyClient, ProxyServer, ProxyServerFactory

@@ -393,6 +393,7 @@ def stageEvent(stage: Any, action: str, message: Any = None, **figures: Any) -> 
 
 
 __all__ = [
-    "Journal", "JournalService", "OPTIONS", "fromConfig", "emit", "connectionEvent", "stageEvent", "requestFields",
+    "Journal", "JournalService", "OPTIONS", "fromConfig", "emit", "connectionEvent",
+    "stageEvent", "requestFields",
     "DEFAULT_CAPACITY", "DEFAULT_MAX_BYTES", "REQUEST_FIELDS",
 ]

@@ -517,4 +517,7 @@ class Pipe:
             self.splicer.release()
 
 
-__all__ = ["Pipe", "FAST", "TRACKING", "ROUTED", "CONNECTING", "SINK_FULL", "SPLICE_BLOCKED", "SEQUENCER_FULL"]
+__all__ = [
+    "Pipe", "FAST", "TRACKING", "ROUTED",
+    "CONNECTING", "SINK_FULL", "SPLICE_BLOCKED", "SEQUENCER_FULL",
+]

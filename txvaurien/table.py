@@ -14,16 +14,15 @@ import random
 from typing import Any, Mapping, Sequence
 
 from txvaurien import logs, options, scopes
-from txvaurien.behaviors.base import Behavior
 from txvaurien.match import Match, MatchError, checkTable
 from txvaurien.match import parse as parseMatch
 from txvaurien.registry import Registry, canonicalName
 
 _log = logs.logger("txvaurien.table")
 
-CONNECTION = "connection"
-REQUEST = "request"
-SCOPES = (CONNECTION, REQUEST)
+CONNECTION_SCOPE = "connection"
+REQUEST_SCOPE = "request"
+SCOPES = (CONNECTION_SCOPE, REQUEST_SCOPE)
 
 
 class TableError(ValueError):
@@ -78,7 +77,7 @@ class BehaviorTable:
     A parsed, configured behavior table.
 
     @ivar spec: the specification it was built from.
-    @ivar scope: L{CONNECTION} or L{REQUEST}.
+    @ivar scope: L{CONNECTION_SCOPE} or L{REQUEST_SCOPE}.
     @ivar behaviors: name to configured L{IBehavior}, one per name.
     @ivar alternatives: C{(weight, chain)} pairs; weights add up to 100.
     @ivar inert: C{True} when no choice can ever give a fault.
@@ -91,7 +90,7 @@ class BehaviorTable:
         self,
         spec: str,
         alternatives: Sequence[tuple[int, Sequence[Any]]],
-        scope: str = CONNECTION,
+        scope: str = CONNECTION_SCOPE,
     ) -> None:
         self.spec = spec
         self.scope = scope
@@ -117,7 +116,7 @@ class BehaviorTable:
             try:
                 match = parseMatch(behavior.settings.get("match") or "")
                 if match is not None:
-                    match.check(None, scope == REQUEST)
+                    match.check(None, scope == REQUEST_SCOPE)
             except MatchError as e:
                 raise TableError("behavior {} option match: {}".format(behavior.name, e))
             if match is not None:
@@ -126,7 +125,7 @@ class BehaviorTable:
             "behavior {} acts on whole connections only: it can never act "
             "under request scope".format(b.name)
             for b in self.behaviors.values()
-            if scope == REQUEST and _connectionOnly(b)
+            if scope == REQUEST_SCOPE and _connectionOnly(b)
         ]
 
     def choose(
@@ -198,14 +197,14 @@ def _connectionOnly(behavior: Any) -> bool:
     Whether a behavior acts only under connection scope (it declares
     C{scopes}, see L{txvaurien.scopes}).
     """
-    return not scopes.actsIn(behavior, REQUEST)
+    return not scopes.actsIn(behavior, REQUEST_SCOPE)
 
 
 def buildTable(
     spec: str,
     registry: Registry,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
-    scope: str = CONNECTION,
+    scope: str = CONNECTION_SCOPE,
     protocol: str | None = None,
 ) -> BehaviorTable:
     """

@@ -43,7 +43,7 @@ from txvaurien.proxy import HALF_CLOSED_TIMEOUT, ProxyServerFactory
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry, UnknownPlugin
 from txvaurien.proxyservice import ProxyService
-from txvaurien.table import CONNECTION, BehaviorTable, TableError, buildTable, parseSpec
+from txvaurien.table import CONNECTION_SCOPE, BehaviorTable, TableError, buildTable, parseSpec
 
 _log = logs.logger("txvaurien.control")
 
@@ -283,7 +283,7 @@ class ProxyManager(MultiService):
         d = self.defaults
         registry = d.registry
         handler = registry.protocols.get("tcp").configure({})
-        base = buildTable("100:dummy", registry, {}, CONNECTION)
+        base = buildTable("100:dummy", registry, {}, CONNECTION_SCOPE)
         factory = ProxyServerFactory(
             checkUpstream(d.reactor, spec.upstream), handler, base, d.reactor, d.random,
             name=spec.name, connectTimeout=d.connectTimeout, idleTimeout=d.idleTimeout,

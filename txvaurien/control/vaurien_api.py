@@ -37,7 +37,7 @@ from txvaurien.control.resource import (
     vaurienError,
     vaurienReply,
 )
-from txvaurien.table import REQUEST
+from txvaurien.table import REQUEST_SCOPE
 
 _MARKUP = re.compile(r"[CLIB]\{([^{}]*)\}")
 
@@ -202,7 +202,7 @@ def describeConnections(proxy: ManagedProxy) -> list[dict[str, Any]]:
                 "upstream": connection.upstream.nbytes,
                 "downstream": connection.downstream.nbytes,
             },
-            "scope": REQUEST if connection.requestScope else "connection",
+            "scope": REQUEST_SCOPE if connection.requestScope else "connection",
             "behaviors": [behavior.name for behavior in connection.behaviors],
             "backend_connected": connection.backend is not None,
         })

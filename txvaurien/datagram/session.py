@@ -15,7 +15,7 @@ from txvaurien import logs
 from txvaurien.datagram.pipeline import Chain
 from txvaurien.frames import DOWNSTREAM, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 
 _log = logs.logger("txvaurien.datagram")
 

@@ -17,7 +17,7 @@ from txvaurien.endpoints import TCPBackend
 from txvaurien.proxy import ProxyServerFactory
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry
-from txvaurien.table import CONNECTION, buildTable
+from txvaurien.table import CONNECTION_SCOPE, buildTable
 from txvaurien.test import plugins
 
 
@@ -89,7 +89,7 @@ class Harness:
         self,
         behavior: str = "100:dummy",
         protocol: str = "tcp",
-        scope: str = CONNECTION,
+        scope: str = CONNECTION_SCOPE,
         settings: dict[str, dict[str, Any]] | None = None,
         seed: int = 1,
         idleTimeout: float | None = None,
@@ -170,7 +170,7 @@ def listenProxy(
     registry = testRegistry()
     handler = registry.protocols.get(protocol).configure(protocolSettings or {})
     if scope is None:
-        scope = "request" if handler.framesRequests else CONNECTION
+        scope = "request" if handler.framesRequests else CONNECTION_SCOPE
     table = buildTable(behavior, registry, settings, scope)
     factory = ProxyServerFactory(
         TCPBackend(reactor, "127.0.0.1", backendPort), handler, table, reactor,

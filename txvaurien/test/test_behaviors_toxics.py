@@ -31,7 +31,7 @@ from txvaurien.behaviors.slicer import SLICER_HOLD
 from txvaurien.frames import DOWNSTREAM, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IBehavior, IFault
 from txvaurien.options import OptionError
-from txvaurien.table import CONNECTION, REQUEST, buildTable
+from txvaurien.table import CONNECTION_SCOPE, REQUEST_SCOPE, buildTable
 from txvaurien.test.helpers import Harness, Side
 
 NAMES = (
@@ -72,7 +72,7 @@ def harness(
     spec: str,
     settings: dict[str, dict[str, Any]] | None = None,
     protocol: str = "tcp",
-    scope: str = CONNECTION,
+    scope: str = CONNECTION_SCOPE,
     seed: int = 1,
 ) -> Harness:
     """
@@ -534,7 +534,7 @@ class LatencyTests(Case):
         reach the backend, and responses the client, in order.
         """
         h = harness("50:latency", {"latency": {"latency": "100", "direction": "both"}},
-                    protocol="lines", scope=REQUEST, seed=2)
+                    protocol="lines", scope=REQUEST_SCOPE, seed=2)
         client, backend = h.pair()
         requests = [b"get %d\n" % i for i in range(20)]
         client.send(b"".join(requests))
@@ -940,7 +940,7 @@ class SlowCloseTests(Case):
         faults, the behavior builds none: responses and the end of stream
         pass at once.
         """
-        h = harness("100:slow_close", protocol="lines", scope=REQUEST)
+        h = harness("100:slow_close", protocol="lines", scope=REQUEST_SCOPE)
         client, backend = h.pair()
         client.send(b"get\n")
         backend.send(b"ok\n")
@@ -1048,7 +1048,7 @@ class TimeoutTests(Case):
         that request began.
         """
         h = harness("100:timeout", {"timeout": {"timeout": "300"}},
-                    protocol="lines", scope=REQUEST)
+                    protocol="lines", scope=REQUEST_SCOPE)
         client, backend = h.pair()
         h.reactor.advance(5)
         client.send(b"get a\n")
@@ -1381,7 +1381,7 @@ class DownTests(Case):
         Under request scope, a request that draws C{down} closes the
         connection and is not forwarded.
         """
-        h = harness("100:down", protocol="lines", scope=REQUEST)
+        h = harness("100:down", protocol="lines", scope=REQUEST_SCOPE)
         client, backend = h.pair()
         assertOpen(self, client)
         client.send(b"get a\n")
@@ -1675,7 +1675,7 @@ class DropTests(Case):
         the fate is kept from one request to the next, on each connection.
         """
         h = harness("100:drop", {"drop": {"loss_rate": "0.5", "correlation": "1"}},
-                    protocol="lines", scope=REQUEST, seed=3)
+                    protocol="lines", scope=REQUEST_SCOPE, seed=3)
         fates = []
         for _ in range(12):
             client, backend = h.pair()
@@ -1693,7 +1693,7 @@ class DropTests(Case):
         The per-connection burst state of ended connections is forgotten.
         """
         h = harness("100:drop", {"drop": {"loss_rate": "0.5"}}, protocol="lines",
-                    scope=REQUEST)
+                    scope=REQUEST_SCOPE)
         behavior = h.table.behaviors["drop"]
         for _ in range(100):
             client, backend = h.pair()
@@ -1722,7 +1722,7 @@ class SeedTests(Case):
 
     def _scenario(self, seed: int, chunks: int) -> tuple[list[tuple[Any, ...]], bytes]:
         log = DecisionLog(self)
-        h = harness(self.spec, self.settings, protocol="lines", scope=REQUEST, seed=seed)
+        h = harness(self.spec, self.settings, protocol="lines", scope=REQUEST_SCOPE, seed=seed)
         received = b""
         for c in range(3):
             client, backend = h.pair()

@@ -37,7 +37,7 @@ from txvaurien.interfaces import IBehavior, IFault
 from txvaurien.options import OptionError
 from txvaurien.proxy import Stage
 from txvaurien.randomness import RandomSource
-from txvaurien.table import CONNECTION, REQUEST as REQUEST_SCOPE, buildTable
+from txvaurien.table import CONNECTION_SCOPE, REQUEST_SCOPE, buildTable
 from txvaurien.test.helpers import Harness, Side, testRegistry
 from txvaurien.test.test_behaviors_toxics import DecisionLog, activeCalls, assertArrives
 
@@ -531,7 +531,7 @@ class ErrorTests(SynchronousTestCase):
         Under connection scope with a framing protocol, every request is
         answered with its own error, in order.
         """
-        harness = Harness("error", protocol="lines", scope=CONNECTION)
+        harness = Harness("error", protocol="lines", scope=CONNECTION_SCOPE)
         client, backend = harness.pair()
         client.send(b"get a\nget b\n")
         self.assertEqual(backend.received(), b"")
@@ -654,7 +654,7 @@ class ErrorTests(SynchronousTestCase):
         A request that expects no response is forwarded untouched and not
         counted: an error reply would break the protocol.
         """
-        harness = Harness("error", protocol="lines", scope=CONNECTION)
+        harness = Harness("error", protocol="lines", scope=CONNECTION_SCOPE)
         client, backend = harness.pair()
         connection = client.protocol.connection
         behavior = harness.table.behaviors["error"]
@@ -1048,7 +1048,7 @@ class AbortTests(SynchronousTestCase):
         A greeting, which answers nothing, passes; the first response after
         it aborts.
         """
-        harness = Harness("abort", protocol="lines", scope=CONNECTION)
+        harness = Harness("abort", protocol="lines", scope=CONNECTION_SCOPE)
         client, backend = harness.pair()
         fault = client.protocol.connection.downstream.head.fault
         fault.frameReceived(Frame(b"220 hello\n", Message(DOWNSTREAM, 0, GREETING)))

@@ -20,7 +20,7 @@ from txvaurien.frames import DOWNSTREAM, UPSTREAM
 from txvaurien.interfaces import IBehavior, IConnection, IFault, IStage
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry
-from txvaurien.table import CONNECTION, REQUEST, TableError, buildTable
+from txvaurien.table import CONNECTION_SCOPE, REQUEST_SCOPE, TableError, buildTable
 
 CLIENT = ("127.0.0.1", 40000)
 _registry: Registry | None = None
@@ -89,7 +89,7 @@ class Rig:
                  protocol: str = "tcp", seed: int = 1,
                  protocolSettings: Any = None, **kwargs: Any) -> None:
         handler = registry().protocols.get(protocol).configure(protocolSettings or {})
-        scope = REQUEST if handler.framesRequests else CONNECTION
+        scope = REQUEST_SCOPE if handler.framesRequests else CONNECTION_SCOPE
         table = buildTable(spec, registry(), settings or {}, scope)
         self.clock = MemoryReactorClock()
         self.proxy = DatagramProxy(

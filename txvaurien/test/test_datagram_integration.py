@@ -18,7 +18,7 @@ from txvaurien.datagram.addresses import UDPBackend
 from txvaurien.datagram.proxy import DatagramProxy
 from txvaurien.frames import UPSTREAM
 from txvaurien.randomness import RandomSource
-from txvaurien.table import CONNECTION, buildTable
+from txvaurien.table import CONNECTION_SCOPE, buildTable
 from txvaurien.test.test_datagram_behaviors import assertNear, bursts_, registry
 
 #: Datagrams sent before waiting for them to be accounted for, so that
@@ -89,7 +89,7 @@ class EchoCase(TestCase):
     def proxy(self, spec: str = "100:dummy", settings: Any = None, seed: int = 1,
               **kwargs: Any) -> DatagramProxy:
         handler = registry().protocols.get("tcp")
-        table = buildTable(spec, registry(), settings or {}, CONNECTION)
+        table = buildTable(spec, registry(), settings or {}, CONNECTION_SCOPE)
         proxy = DatagramProxy(
             UDPBackend("127.0.0.1", self.echo.getHost().port), handler, table,
             reactor, RandomSource(seed), "echo", **kwargs)

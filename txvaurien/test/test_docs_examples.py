@@ -21,7 +21,7 @@ from zope.interface.verify import verifyObject
 import txvaurien
 from txvaurien.frames import DATA, PUSH, REQUEST, RESPONSE, UNANSWERED, UPSTREAM, Message
 from txvaurien.interfaces import IBehavior, IFault, IFramer, IProtocolHandler, IProtocolSession
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness, listenProxy
 
 #: Where the examples live: docs/examples of the source tree.

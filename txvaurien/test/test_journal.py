@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txvaurien import journal, tap
 from txvaurien.journal import Journal
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness
 
 

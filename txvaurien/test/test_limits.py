@@ -227,7 +227,7 @@ class ListenBacklogTests(TestCase):
                     client.transport.abortConnection()
 
         self.addCleanup(close)
-        for batch in range(4):
+        for _batch in range(4):
             waiting = []
             for _ in range(500):
                 client = _Once()

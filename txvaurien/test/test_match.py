@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txvaurien import match, tap
 from txvaurien.frames import REQUEST, UPSTREAM, Message
 from txvaurien.options import OptionError
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.table import TableError, buildTable
 from txvaurien.test.helpers import Harness, testRegistry
 

@@ -66,10 +66,10 @@ class HTTPMatchTests(TestCase):
 
         def work() -> dict[str, list[int]]:
             result: dict[str, list[int]] = {"get": [], "other": [], "api": []}
-            for i in range(40):
+            for _ in range(40):
                 result["get"].append(_status(base + "/api/orders", "GET"))
                 result["other"].append(_status(base + "/form", "POST"))
-            for i in range(120):
+            for _ in range(120):
                 result["api"].append(_status(base + "/api/orders", "POST"))
             return result
 

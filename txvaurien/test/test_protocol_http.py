@@ -22,7 +22,7 @@ from txvaurien.interfaces import IFramer, IProtocolHandler, IProtocolSession
 from txvaurien.protocols._httpframing import HEAD_LIMIT, LINE_LIMIT, findHeadEnd
 from txvaurien.protocols._httpheads import H11, HTTPTOOLS, HeadReader, InvalidHead
 from txvaurien.protocols.http import HTTP, HTTPSession, backendAuthority
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness
 
 FUZZ = settings(

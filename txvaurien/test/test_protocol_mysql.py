@@ -32,7 +32,7 @@ from txvaurien.protocols.mysql import (
     errPacket,
     packet,
 )
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness
 
 PROTOCOL_41 = 0x200

@@ -32,7 +32,7 @@ from txvaurien.protocols.postgresql import (
     message,
     readyForQuery,
 )
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness
 from txvaurien.test.test_protocol_mysql import boundaries, chunks, describe, messages, run
 

@@ -21,7 +21,7 @@ from txvaurien.frames import DATA, GREETING, REQUEST, RESPONSE, Message
 from txvaurien.interfaces import IFramer, IProtocolHandler, IProtocolSession
 from txvaurien.options import OptionError, validate
 from txvaurien.protocols.smtp import CLOSE_WAIT, LINE_LIMIT, MESSAGE, SMTP, SMTPSession
-from txvaurien.table import REQUEST as REQUEST_SCOPE
+from txvaurien.table import REQUEST_SCOPE
 from txvaurien.test.helpers import Harness
 from txvaurien.test.test_protocol_http import FUZZ, feedAll, messagesOf, shape, split
 

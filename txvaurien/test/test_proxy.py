@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from txvaurien import logs
 from txvaurien.interfaces import IConnection, IStage
 from txvaurien.proxy import Stage
-from txvaurien.table import REQUEST, BehaviorTable, buildTable
+from txvaurien.table import REQUEST_SCOPE, BehaviorTable, buildTable
 from txvaurien.test.helpers import Harness
 
 
@@ -400,7 +400,7 @@ class RequestScopeTests(SynchronousTestCase):
         overtaken by the next one, which had no delay.
         """
         harness = Harness(
-            "100:slowdown", protocol="lines", scope=REQUEST,
+            "100:slowdown", protocol="lines", scope=REQUEST_SCOPE,
             settings={"slowdown": {"only": "slow"}})
         client, backend = harness.pair()
         client.send(b"slow 1\nfast 2\n")
@@ -415,7 +415,7 @@ class RequestScopeTests(SynchronousTestCase):
         the next response waits for it.
         """
         harness = Harness(
-            "100:slowdown", protocol="lines", scope=REQUEST,
+            "100:slowdown", protocol="lines", scope=REQUEST_SCOPE,
             settings={"slowdown": {"only": "slow", "direction": "downstream"}})
         client, backend = harness.pair()
         client.send(b"slow 1\nfast 2\n")
@@ -432,7 +432,7 @@ class RequestScopeTests(SynchronousTestCase):
         requests before and after it.
         """
         harness = Harness(
-            "100:swallow", protocol="lines", scope=REQUEST,
+            "100:swallow", protocol="lines", scope=REQUEST_SCOPE,
             settings={"swallow": {"only": "bad"}})
         client, backend = harness.pair()
         client.send(b"get a\nbad b\nget c\n")
@@ -449,7 +449,7 @@ class RequestScopeTests(SynchronousTestCase):
         paired with the requests the backend saw.
         """
         harness = Harness(
-            "100:swallow", protocol="lines", scope=REQUEST,
+            "100:swallow", protocol="lines", scope=REQUEST_SCOPE,
             settings={"swallow": {"only": "bad"}})
         client, backend = harness.pair()
         client.send(b"bad x\nget y\n")
@@ -463,7 +463,7 @@ class RequestScopeTests(SynchronousTestCase):
         Under request scope, the end of stream waits for delayed requests.
         """
         harness = Harness(
-            "100:slowdown", protocol="lines", scope=REQUEST)
+            "100:slowdown", protocol="lines", scope=REQUEST_SCOPE)
         client, backend = harness.pair()
         client.send(b"a\n")
         client.halfClose()
@@ -486,7 +486,7 @@ class DecisionTests(SynchronousTestCase):
         logs.setLevel("debug")
         self.addCleanup(logs.setLevel, "info")
         harness = Harness(
-            "50:swallow", protocol="lines", scope=REQUEST, seed=seed)
+            "50:swallow", protocol="lines", scope=REQUEST_SCOPE, seed=seed)
         client, _ = harness.pair()
         client.send(b"".join(b"get %d\n" % i for i in range(40)))
         return [(e["cid"], e["request"], e["decision"]) for e in events
@@ -564,7 +564,7 @@ class ObservationTests(SynchronousTestCase):
         """
         Each time a behavior is chosen, its count goes up.
         """
-        harness = Harness("100:swallow", protocol="lines", scope=REQUEST)
+        harness = Harness("100:swallow", protocol="lines", scope=REQUEST_SCOPE)
         client, _ = harness.pair()
         client.send(b"a\nb\nc\n")
         self.assertEqual(harness.factory.decisions, {"swallow": 3})
@@ -574,7 +574,7 @@ class ObservationTests(SynchronousTestCase):
         Latency observers get each request with the seconds between its
         first bytes and the end of its response.
         """
-        harness = Harness(protocol="lines", scope=REQUEST)
+        harness = Harness(protocol="lines", scope=REQUEST_SCOPE)
         seen: list[tuple[bytes, float]] = []
         harness.factory.latencyObservers.append(
             lambda connection, request, seconds: seen.append((request.meta["command"], seconds)))
@@ -595,7 +595,7 @@ class ReplyAndCloseTests(SynchronousTestCase):
         A reply with C{close} takes its request's place, and the connection
         closes right after it is written, not before.
         """
-        harness = Harness("100:swallow", protocol="lines", scope=REQUEST,
+        harness = Harness("100:swallow", protocol="lines", scope=REQUEST_SCOPE,
                           settings={"swallow": {"only": "none"}})
         client, backend = harness.pair()
         connection = client.protocol.connection

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txvaurien.options import OptionError
 from txvaurien.registry import UnknownPlugin
-from txvaurien.table import REQUEST, TableError, buildTable, parseSpec
+from txvaurien.table import REQUEST_SCOPE, TableError, buildTable, parseSpec
 from txvaurien.test.helpers import testRegistry
 
 
@@ -137,4 +137,4 @@ class TableTests(SynchronousTestCase):
         The scope is connection or request.
         """
         self.assertRaises(TableError, buildTable, "100:dummy", self.registry, None, "socket")
-        self.assertEqual(buildTable("100:dummy", self.registry, None, REQUEST).scope, REQUEST)
+        self.assertEqual(buildTable("100:dummy", self.registry, None, REQUEST_SCOPE).scope, REQUEST_SCOPE)

@@ -25,7 +25,7 @@ from twisted.web import resource, server
 from txvaurien.endpoints import listenDescription
 from txvaurien.proxy import ProxyServerFactory
 from txvaurien.randomness import RandomSource
-from txvaurien.table import CONNECTION, buildTable
+from txvaurien.table import CONNECTION_SCOPE, buildTable
 from txvaurien.test.helpers import testRegistry
 
 
@@ -223,7 +223,7 @@ def listenTLSProxy(case: Any, backend: Any, listen: str, protocol: str = "http",
     registry = testRegistry()
     handler = registry.protocols.get(protocol).configure({})
     if scope is None:
-        scope = "request" if handler.framesRequests else CONNECTION
+        scope = "request" if handler.framesRequests else CONNECTION_SCOPE
     table = buildTable(behavior, registry, settings, scope)
     factory = ProxyServerFactory(backend, handler, table, reactor, RandomSource(1))
     endpoint = serverFromString(reactor, listenDescription(listen))
