@@ -18,7 +18,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from txvaurien import config as _config
-from txvaurien import clihelp, endpoints, limits, logs, options, scopes, statsd
+from txvaurien import _twisted, clihelp, endpoints, limits, logs, options, scopes, statsd
 from txvaurien.config import (
     CORE,
     DEFAULT_LISTEN,
@@ -95,6 +95,10 @@ class BaseOptions(usage.Options):
         Parse the command line; an unknown option close to a known one is
         reported with a suggestion.
         """
+        # Before anything imports the default reactor: twistd's, when no
+        # --reactor was given, is txvaurien's epoll reactor (see
+        # txvaurien._twisted.EPollReactor).
+        _twisted.installReactor()
         try:
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 import txvaurien
 from txvaurien import _twisted
@@ -159,3 +159,95 @@ class ConfinementTests(SynchronousTestCase):
                 if self.PRIVATE.search(line):
                     offenders.append("{}:{}".format(relative, number))
         self.assertEqual(offenders, [])
+
+
+class ReactorTests(SynchronousTestCase):
+    """
+    txvaurien's epoll reactor.
+    """
+
+    def setUp(self) -> None:
+        if getattr(_twisted, "EPollReactor", None) is None:
+            raise SkipTest("epoll is Linux's")
+
+    def test_requiredAttributes(self) -> None:
+        """
+        Twisted's epoll reactor still has what L{_twisted.EPollReactor}
+        relies on.
+        """
+        made = _twisted.EPollReactor()
+        self.addCleanup(made._poller.close)
+        for name in _twisted.REACTOR_REQUIRED:
+            self.assertTrue(hasattr(made, name), name)
+
+    def test_dispatchesReadsAndErrors(self) -> None:
+        """
+        C{doPoll} calls a readable descriptor's C{doRead}; a C{doRead} that
+        raises is logged and its descriptor disconnected, and the other
+        descriptors of the same poll are still served.
+        """
+        import os
+
+        from twisted.internet.abstract import FileDescriptor
+
+        made = _twisted.EPollReactor()
+        self.addCleanup(made._poller.close)
+        calls: list[str] = []
+
+        class Reader(FileDescriptor):
+            def __init__(self, fd: int, name: str, fail: bool) -> None:
+                FileDescriptor.__init__(self, made)
+                self.fd, self.name, self.fail = fd, name, fail
+
+            def fileno(self) -> int:
+                return self.fd
+
+            def doRead(self) -> None:
+                calls.append(self.name)
+                os.read(self.fd, 100)
+                if self.fail:
+                    raise RuntimeError("broken reader")
+
+            def connectionLost(self, reason: Any) -> None:
+                calls.append(self.name + " lost")
+
+        readers = []
+        for name, fail in (("good", False), ("bad", True)):
+            r, w = os.pipe()
+            self.addCleanup(os.close, r)
+            self.addCleanup(os.close, w)
+            os.write(w, b"x")
+            reader = Reader(r, name, fail)
+            made.addReader(reader)
+            readers.append(reader)
+        made.doPoll(0)
+        self.assertEqual(sorted(calls), ["bad", "bad lost", "good"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        made.removeReader(readers[0])
+
+
+class InstalledReactorTests(TestCase):
+    """
+    Which reactor C{twistd vaurien} runs on.
+    """
+
+    @inlineCallbacks
+    def test_twistdUsesIt(self) -> Any:
+        """
+        With no C{--reactor}, C{twistd vaurien} runs on
+        L{_twisted.EPollReactor}; with one, on the one asked for.
+        """
+        from txvaurien.test.controlhelpers import (
+            PROXY_LISTENING, TWISTD, spawnPython, spawnTwistd)
+
+        if getattr(_twisted, "EPollReactor", None) is None:
+            raise SkipTest("epoll is Linux's")
+        base = ["--backend", "demo", "--proxy", "tcp:0:interface=127.0.0.1",
+                "--shutdown-grace", "0"]
+        _, output = yield spawnTwistd(self, base, PROXY_LISTENING)
+        self.assertIn(b"reactor class: txvaurien._twisted.EPollReactor", output.output)
+        _, output = yield spawnPython(
+            self, ["-c", TWISTD, "-n", "--pidfile=", "--reactor=poll", "vaurien", *base],
+            PROXY_LISTENING)
+        self.assertIn(b"reactor class: twisted.internet.pollreactor.PollReactor",
+                      output.output)
