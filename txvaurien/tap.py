@@ -102,8 +102,9 @@ class BaseOptions(usage.Options):
         try:
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:
-            raise usage.UsageError(
-                clihelp.explain(str(e), clihelp.longOptions(self))) from None
+            error = usage.UsageError(clihelp.explain(str(e), clihelp.longOptions(self)))
+            _exitUnderTwistd(self, error)
+            raise error from None
 
     def getUsage(self, width: int | None = None) -> str:
         """
@@ -303,6 +304,21 @@ def _exitWith(text: str) -> None:
         # stdout at /dev/null so that the flush at exit does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
+
+
+def _exitUnderTwistd(options: Any, error: usage.UsageError) -> None:
+    """
+    Under C{twistd}, report a usage error as it does and exit with status
+    1.  Twisted before 26.10 printed it and exited with status 0, so that
+    scripts could not tell; C{twist} and embedding get the error raised.
+    """
+    from twisted.application import app
+
+    parent = getattr(options, "parent", None)
+    if isinstance(parent, app.ServerOptions):
+        print(parent)
+        print("{}: {}".format(" ".join(sys.argv[0:2]), error))
+        sys.exit(1)
 
 
 def _reactor() -> Any:
