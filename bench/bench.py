@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """
-Benchmark txvaurien against a direct connection and Twisted's port
-forwarder, on loopback, in one run.
+Benchmark txvaurien against a direct connection, haproxy (C{mode tcp}),
+socat and Twisted's port forwarder, on loopback, and its framing
+protocols against C{--protocol tcp} in front of nginx and redis-server,
+in one run.
 
 The script starts its own backend (C{_backend.py}, its own process) and
 one process per proxy target, measures the same workloads through each
-target (this process is the client), and prints absolute numbers and
-ratios.  Timings on a shared machine are noisy; ratios between targets
-measured in the same run, interleaved round by round, are what matter.
+target (this process is the client), then runs the request/response
+groups of C{_framed.py}, and prints absolute numbers, ratios to haproxy,
+and issue 13's targets with PASS or MISS (C{_report.py}).  Timings on a
+shared machine are noisy; ratios between targets measured in the same
+run, interleaved round by round, are what matter.
 
 Run C{python bench/bench.py --help}; see C{bench/README.md}.
 """
