@@ -226,8 +226,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         if self.proxy.splice and splice.available():
             client = self.client.transport
             if splice.eligible(client) and splice.eligible(transport):
-                self.upstream.splicer = splice.Splicer(self.upstream, client, transport)
-                self.downstream.splicer = splice.Splicer(self.downstream, transport, client)
+                self.upstream.spliceable = self.downstream.spliceable = True
         self._installStages()
         self.upstream.resume(CONNECTING)
 

@@ -71,6 +71,8 @@ class Pipe:
     yet, sink full, splice backlog, sequencer or fault holding too much).
 
     @ivar nbytes: bytes read from the source.
+    @ivar spliceable: whether both transports are plain sockets that a
+        L{splice.Splicer} may drive (it is made on the first bulk read).
     @ivar injected: bytes written to the sink that no source sent (replies
         made up by faults, a protocol's error for an unreachable backend).
     @ivar fast: whether bytes go straight from source to sink.
@@ -99,6 +101,7 @@ class Pipe:
         "eofForwarded",
         "done",
         "splicer",
+        "spliceable",
         "_mask",
         "_stagePauses",
         "_paused",
@@ -123,6 +126,7 @@ class Pipe:
         self.eofForwarded = False
         self.done = False
         self.splicer: splice.Splicer | None = None
+        self.spliceable = False
         self._mask = 0
         self._stagePauses = 0
         self._paused = False
@@ -264,9 +268,11 @@ class Pipe:
         ones).  The splicer gives the sockets back when reads get small.
         """
         splicer = self.splicer
+        if splicer is None:
+            # Made on the first bulk read: most connections never see one.
+            splicer = self.splicer = splice.Splicer(self, self.source, self.sink)
         if (
-            splicer is not None
-            and not splicer.active
+            not splicer.active
             and not self.eof
             and not self.connection.closing
             and _twisted.sinkIdle(self.sink)
@@ -283,7 +289,7 @@ class Pipe:
         path = self.path
         if path is FAST:
             self._send(data)
-            if len(data) >= BULK_READ and self.splicer is not None:
+            if len(data) >= BULK_READ and self.spliceable:
                 self._spliceBulk()
             return
         connection = self.connection

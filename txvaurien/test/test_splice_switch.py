@@ -66,7 +66,7 @@ class SwitchTests(TestCase):
     @defer.inlineCallbacks
     def test_smallMessagesPlainBulkSpliced(self) -> Generator[Any, Any, None]:
         """
-        Echoing small messages leaves the splicers inactive; a 16 MiB
+        Echoing small messages makes no splicer; a 16 MiB
         upload switches the upstream Pipe to splice; small messages after
         it switch it back to plain writes within L{splice.SMALL_READS}
         reads; the client gets back exactly what it sent.
@@ -90,8 +90,9 @@ class SwitchTests(TestCase):
             send(b"small %d " % i)
             yield collector.waitFor(total)
         [connection] = proxy.connections
-        self.assertFalse(connection.upstream.splicer.active)
-        self.assertFalse(connection.downstream.splicer.active)
+        self.assertTrue(connection.upstream.spliceable)
+        self.assertIsNone(connection.upstream.splicer)
+        self.assertIsNone(connection.downstream.splicer)
         starts = []
         original = splice.Splicer.start
 
