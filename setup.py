@@ -38,7 +38,7 @@ setup(
     + ["twisted.plugins"],
     package_data={"twisted.plugins": ["txvaurien_plugin.py", "txvaurien_tls.py"]},
     install_requires=[
-        "twisted[tls]>=23.10",
+        "twisted[tls]>=26.4",
         "pyOpenSSL>=24.3",
         "cryptography>=42",
         "service-identity>=21.1",
