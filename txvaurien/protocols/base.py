@@ -162,7 +162,11 @@ class Framer(HotMethods):
         """
         Open the next message of this direction: L{emit} frames it.
         """
-        message = self.message = self.newMessage(kind, meta, request, expectsResponse)
+        # L{newMessage}, inlined: this runs for every message.
+        index = self.count
+        self.count = index + 1
+        message = self.message = Message(
+            self.direction, index, kind, meta, request, expectsResponse)
         self.first = True
         return message
 
@@ -381,10 +385,11 @@ class Session:
     @property
     def passthrough(self) -> bool:
         """
-        C{True} once both framers are quiet (L{Framer.quiet}) and, if the
-        session stops framing as a whole, once it did.
+        C{True} once the session stopped framing (C{raw}) and both framers
+        are quiet (L{Framer.quiet}).  The proxy asks after every read: the
+        flag is checked first.
         """
-        return self.upstream.quiet and self.downstream.quiet
+        return self.raw and self.upstream.quiet and self.downstream.quiet
 
     @property
     def switched(self) -> bool:
