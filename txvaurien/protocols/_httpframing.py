@@ -562,8 +562,7 @@ class ResponseFramer(_Framer):
 
     def finish(self) -> list[Frame]:
         self._settle()
-        frames = _Framer.finish(self)
-        return frames
+        return _Framer.finish(self)
 
 
 __all__ = ["HEAD_LIMIT", "LINE_LIMIT", "RequestFramer", "ResponseFramer", "findHeadEnd"]
