@@ -91,7 +91,8 @@ class Framer(HotMethods):
     whatever the shape of their protocol (lines, heads and bodies,
     length-prefixed units).
 
-    A subclass implements C{feed} and C{finish} (L{IFramer}), and may list
+    A subclass implements C{feed} (L{IFramer}; the default C{finish} keeps
+    the contract for a framer that holds only C{held}), and may list
     in C{hot} the methods every read runs: each subclass then gets its own
     copy of those it inherits (L{txvaurien.protocols._ownmethods.HotMethods}), so
     that the two framers of a connection, fed in turns, do not share the
@@ -101,7 +102,9 @@ class Framer(HotMethods):
     @cvar lineLimit: the most bytes the framer holds while it waits for
         the end of a line, head or header it needs to decide what a
         message is.  A stream that goes past it is not the protocol: the
-        framer gives up (L{giveUp}) and the rest passes unframed.
+        framer gives up (L{giveUp}) and the rest passes unframed (or, where
+        what is held is valid but long, such as a redis argument, it opens
+        the message with what it knows).
     @cvar hot: names of methods each subclass gets its own copy of.
 
     @ivar session: the session owning this framer.
@@ -162,7 +165,11 @@ class Framer(HotMethods):
         """
         Open the next message of this direction: L{emit} frames it.
         """
-        message = self.message = self.newMessage(kind, meta, request, expectsResponse)
+        # L{newMessage}, inlined: this runs for every message.
+        index = self.count
+        self.count = index + 1
+        message = self.message = Message(
+            self.direction, index, kind, meta, request, expectsResponse)
         self.first = True
         return message
 
@@ -381,10 +388,11 @@ class Session:
     @property
     def passthrough(self) -> bool:
         """
-        C{True} once both framers are quiet (L{Framer.quiet}) and, if the
-        session stops framing as a whole, once it did.
+        C{True} once the session stopped framing (C{raw}) and both framers
+        are quiet (L{Framer.quiet}).  The proxy asks after every read: the
+        flag is checked first.
         """
-        return self.upstream.quiet and self.downstream.quiet
+        return self.raw and self.upstream.quiet and self.downstream.quiet
 
     @property
     def switched(self) -> bool:

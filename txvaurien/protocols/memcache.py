@@ -600,6 +600,14 @@ class MemcacheSession(Session):
         self.upstream = CommandFramer(self)
         self.downstream = ResponseFramer(self)
 
+    @property
+    def passthrough(self) -> bool:
+        """
+        C{True} once both framers gave up framing (each on its own, see
+        L{txvaurien.protocols.base.Framer.giveUp}).
+        """
+        return self.upstream.raw and self.downstream.raw
+
     def errorReply(
         self, request: Message | None, reason: str, code: int | None = None
     ) -> bytes:

@@ -262,6 +262,14 @@ class RedisSession(Session):
         self.upstream = RequestFramer(self)
         self.downstream = ReplyFramer(self)
 
+    @property
+    def passthrough(self) -> bool:
+        """
+        C{True} once both framers gave up framing (each on its own, see
+        L{txvaurien.protocols.base.Framer.giveUp}).
+        """
+        return self.upstream.raw and self.downstream.raw
+
     def errorReply(
         self, request: Message | None, reason: str, code: int | None = None
     ) -> bytes:

@@ -373,8 +373,7 @@ class ReplyFramer(_Framer):
             code = _replyCode(held + b"\n")
             self._start(code if code is not None else 0)
             self.held = held
-        frames = _Framer.finish(self)
-        return frames
+        return _Framer.finish(self)
 
 
 @implementer(IProtocolSession)

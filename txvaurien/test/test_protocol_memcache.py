@@ -8,9 +8,10 @@ hypothesis fuzzing of both framers.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -617,6 +618,11 @@ class FuzzTests(SynchronousTestCase):
         """
         requests = b"".join(p[0] for p in parts)
         replies = b"".join(p[1] for p in parts)
+        # A client tells its quiet requests apart by their opaque tokens:
+        # two alike make the pairing ambiguous (memcached would answer
+        # either the same way).
+        opaques = re.findall(rb" q (O\d+)\r\n", requests)
+        assume(len(set(opaques)) == len(opaques))
         whole = self.upstream(requests, [requests])
         self.assertEqual([s[4] for s in whole], [p[0] for p in parts])
         self.assertEqual(self.upstream(requests, split(requests, positions)), whole)
