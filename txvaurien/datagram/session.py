@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from zope.interface import implementer
 
 from txvaurien import logs
@@ -21,6 +22,16 @@ _log = logs.logger("txvaurien.datagram")
 
 #: Seconds by which the idle timer may fire early through rounding.
 _SLACK = 1e-6
+
+
+class _NoBytes:
+    """
+    What the control API reads of a stream connection's Pipes: a UDP
+    proxy counts its bytes itself (C{bytesUp}, C{bytesDown}), so a
+    session's own count is always 0.
+    """
+
+    nbytes = 0
 
 
 @implementer(IConnection)
@@ -46,6 +57,10 @@ class DatagramSession:
     """
 
     datagram = True
+
+    # What the control API reads of a connection (metrics and Vaurien's
+    # GET /connections): bytes are counted by the proxy.
+    upstream = downstream = _NoBytes()
 
     def __init__(self, proxy: Any, address: tuple[str, int], id: int) -> None:
         self.proxy = proxy
@@ -75,6 +90,47 @@ class DatagramSession:
         if self._random is None:
             self._random = self.proxy.random.stream(self.proxy.name, "session", self.id)
         return self._random
+
+    # What the control API describes
+
+    @property
+    def requestScope(self) -> bool:
+        return bool(self.proxy.table.scope == REQUEST_SCOPE)
+
+    @property
+    def behaviors(self) -> list[Any]:
+        """
+        The behaviors chosen for the whole session (none under request
+        scope).
+        """
+        chosen: list[Any] = []
+        for chain in (self.up, self.down):
+            for stage in chain.stages if chain is not None else ():
+                if stage.behavior not in chosen:
+                    chosen.append(stage.behavior)
+        return chosen
+
+    @property
+    def backend(self) -> Any:
+        return None if self.closed else self.port
+
+    @property
+    def client(self) -> Any:
+        return self
+
+    @property
+    def transport(self) -> Any:
+        return self
+
+    def getPeer(self) -> Any:
+        """
+        The client's address, as a stream connection's client transport
+        gives it.
+        """
+        host, port = self.address[:2]
+        if ":" in host:
+            return IPv6Address("UDP", host, port)
+        return IPv4Address("UDP", host, port)
 
     # Behaviors
 
