@@ -20,6 +20,9 @@ from txvaurien.table import REQUEST as REQUEST_SCOPE
 
 _log = logs.logger("txvaurien.datagram")
 
+#: Requests whose responses a session waits for at most (request scope).
+MAX_EXCHANGES = 1024
+
 #: Seconds by which the idle timer may fire early through rounding.
 _SLACK = 1e-6
 
@@ -53,7 +56,8 @@ class DatagramSession:
         and the protocol needs no framing).
     @ivar up: the upstream L{Chain} under connection scope.
     @ivar down: the downstream L{Chain} under connection scope.
-    @ivar exchanges: the request-scope chains of requests not yet answered.
+    @ivar exchanges: the request-scope chains of requests not yet answered,
+        by request, oldest first; at most L{MAX_EXCHANGES}.
     """
 
     datagram = True
@@ -72,7 +76,7 @@ class DatagramSession:
         self._random: random.Random | None = None
         self._calls: list[Any] = []
         self._warned: set[str] = set()
-        self.exchanges: set[tuple[Chain, Chain]] = set()
+        self.exchanges: dict[Message, tuple[Chain, Chain]] = {}
         self.up: Chain | None = None
         self.down: Chain | None = None
         self.fast = False
@@ -186,7 +190,11 @@ class DatagramSession:
         exchange = (Chain(self, UPSTREAM, behaviors, message),
                     Chain(self, DOWNSTREAM, behaviors, message))
         message.exchange = exchange
-        self.exchanges.add(exchange)
+        exchanges = self.exchanges
+        if len(exchanges) >= MAX_EXCHANGES:
+            # The oldest request was lost, or its answer: forget it.
+            self._forget(next(iter(exchanges)))
+        exchanges[message] = exchange
         return exchange[0]
 
     # Datagrams
@@ -222,8 +230,7 @@ class DatagramSession:
                 if exchange is not None:
                     chain = exchange[1]
                     if frame.last:
-                        request.exchange = None
-                        self.exchanges.discard(exchange)
+                        self._forget(request)
             if chain is None:
                 self.deliver(DOWNSTREAM, frame)
             else:
@@ -245,9 +252,22 @@ class DatagramSession:
 
     def dropped(self, direction: str, frame: Frame) -> None:
         """
-        A fault dropped a datagram.
+        A fault dropped a datagram; a request dropped gets no response, so
+        its exchange is forgotten.
         """
         self.proxy.countDropped(direction)
+        message = frame.message
+        if direction == UPSTREAM and message.exchange is not None:
+            self._forget(message)
+
+    def _forget(self, request: Message) -> None:
+        """
+        Forget the exchange of C{request}.  Its faults are not told the
+        connection is lost: what they keep per connection (C{drop}'s
+        burst state) outlives one exchange.
+        """
+        self.exchanges.pop(request, None)
+        request.exchange = None
 
     # Events
 
@@ -303,8 +323,7 @@ class DatagramSession:
         frame = Frame(data, message)
         exchange = None if request is None else request.exchange
         if exchange is not None:
-            request.exchange = None  # type: ignore[union-attr]
-            self.exchanges.discard(exchange)
+            self._forget(request)  # type: ignore[arg-type]
             exchange[1].receive(frame)
         elif self.down is not None:
             self.down.receive(frame)
@@ -342,7 +361,7 @@ class DatagramSession:
         for chain in (self.up, self.down):
             if chain is not None:
                 chain.lost()
-        for up, down in self.exchanges:
+        for up, down in self.exchanges.values():
             up.lost()
             down.lost()
         self.exchanges.clear()
