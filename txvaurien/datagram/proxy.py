@@ -51,6 +51,10 @@ class DatagramProxy(DatagramProtocol):
     @ivar accepted: sessions opened.
     @ivar expired: sessions ended.
     @ivar decisions: behavior name to times it was chosen and acted.
+    @ivar bytesUp: bytes read from clients.
+    @ivar bytesDown: bytes read from the backend.
+    @ivar latencyObservers: what the control API's metrics register (no
+        latency is observed on datagrams yet).
     """
 
     noisy = False
@@ -91,6 +95,9 @@ class DatagramProxy(DatagramProtocol):
         self.refused = 0
         self.unreachable = 0
         self.sendErrors = 0
+        self.bytesUp = 0
+        self.bytesDown = 0
+        self.latencyObservers: list[Any] = []
         self.accepted = 0
         self.expired = 0
         self.decisions: dict[str, int] = {}
@@ -163,6 +170,7 @@ class DatagramProxy(DatagramProtocol):
         A datagram from a client.
         """
         self.received[UPSTREAM] += 1
+        self.bytesUp += len(data)
         session = self.sessions.get(addr)
         if session is None:
             session = self._open(addr)
@@ -182,6 +190,7 @@ class DatagramProxy(DatagramProtocol):
         A datagram from the backend, for C{session}'s client.
         """
         self.received[DOWNSTREAM] += 1
+        self.bytesDown += len(data)
         if len(data) > self.maxDatagram:
             self._tooLong(session, DOWNSTREAM, len(data))
             return
@@ -241,6 +250,14 @@ class DatagramProxy(DatagramProtocol):
             "send " + to,
             "{proxy} session #{sid} {peer}: cannot send to the {to}: {error}",
             to=to, error=e.strerror or str(e))
+
+    @property
+    def backendFailures(self) -> int:
+        """
+        What the control API calls backend connect failures: ICMP
+        unreachable errors.
+        """
+        return self.unreachable
 
     def counters(self) -> dict[str, Any]:
         """

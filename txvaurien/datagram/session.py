@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from zope.interface import implementer
 
 from txvaurien import logs
@@ -19,8 +20,21 @@ from txvaurien.table import REQUEST_SCOPE
 
 _log = logs.logger("txvaurien.datagram")
 
+#: Requests whose responses a session waits for at most (request scope).
+MAX_EXCHANGES = 1024
+
 #: Seconds by which the idle timer may fire early through rounding.
 _SLACK = 1e-6
+
+
+class _NoBytes:
+    """
+    What the control API reads of a stream connection's Pipes: a UDP
+    proxy counts its bytes itself (C{bytesUp}, C{bytesDown}), so a
+    session's own count is always 0.
+    """
+
+    nbytes = 0
 
 
 @implementer(IConnection)
@@ -42,10 +56,15 @@ class DatagramSession:
         and the protocol needs no framing).
     @ivar up: the upstream L{Chain} under connection scope.
     @ivar down: the downstream L{Chain} under connection scope.
-    @ivar exchanges: the request-scope chains of requests not yet answered.
+    @ivar exchanges: the request-scope chains of requests not yet answered,
+        by request, oldest first; at most L{MAX_EXCHANGES}.
     """
 
     datagram = True
+
+    # What the control API reads of a connection (metrics and Vaurien's
+    # GET /connections): bytes are counted by the proxy.
+    upstream = downstream = _NoBytes()
 
     def __init__(self, proxy: Any, address: tuple[str, int], id: int) -> None:
         self.proxy = proxy
@@ -57,7 +76,7 @@ class DatagramSession:
         self._random: random.Random | None = None
         self._calls: list[Any] = []
         self._warned: set[str] = set()
-        self.exchanges: set[tuple[Chain, Chain]] = set()
+        self.exchanges: dict[Message, tuple[Chain, Chain]] = {}
         self.up: Chain | None = None
         self.down: Chain | None = None
         self.fast = False
@@ -75,6 +94,47 @@ class DatagramSession:
         if self._random is None:
             self._random = self.proxy.random.stream(self.proxy.name, "session", self.id)
         return self._random
+
+    # What the control API describes
+
+    @property
+    def requestScope(self) -> bool:
+        return bool(self.proxy.table.scope == REQUEST_SCOPE)
+
+    @property
+    def behaviors(self) -> list[Any]:
+        """
+        The behaviors chosen for the whole session (none under request
+        scope).
+        """
+        chosen: list[Any] = []
+        for chain in (self.up, self.down):
+            for stage in chain.stages if chain is not None else ():
+                if stage.behavior not in chosen:
+                    chosen.append(stage.behavior)
+        return chosen
+
+    @property
+    def backend(self) -> Any:
+        return None if self.closed else self.port
+
+    @property
+    def client(self) -> Any:
+        return self
+
+    @property
+    def transport(self) -> Any:
+        return self
+
+    def getPeer(self) -> Any:
+        """
+        The client's address, as a stream connection's client transport
+        gives it.
+        """
+        host, port = self.address[:2]
+        if ":" in host:
+            return IPv6Address("UDP", host, port)
+        return IPv4Address("UDP", host, port)
 
     # Behaviors
 
@@ -130,7 +190,11 @@ class DatagramSession:
         exchange = (Chain(self, UPSTREAM, behaviors, message),
                     Chain(self, DOWNSTREAM, behaviors, message))
         message.exchange = exchange
-        self.exchanges.add(exchange)
+        exchanges = self.exchanges
+        if len(exchanges) >= MAX_EXCHANGES:
+            # The oldest request was lost, or its answer: forget it.
+            self._forget(next(iter(exchanges)))
+        exchanges[message] = exchange
         return exchange[0]
 
     # Datagrams
@@ -166,8 +230,7 @@ class DatagramSession:
                 if exchange is not None:
                     chain = exchange[1]
                     if frame.last:
-                        request.exchange = None
-                        self.exchanges.discard(exchange)
+                        self._forget(request)
             if chain is None:
                 self.deliver(DOWNSTREAM, frame)
             else:
@@ -189,9 +252,22 @@ class DatagramSession:
 
     def dropped(self, direction: str, frame: Frame) -> None:
         """
-        A fault dropped a datagram.
+        A fault dropped a datagram; a request dropped gets no response, so
+        its exchange is forgotten.
         """
         self.proxy.countDropped(direction)
+        message = frame.message
+        if direction == UPSTREAM and message.exchange is not None:
+            self._forget(message)
+
+    def _forget(self, request: Message) -> None:
+        """
+        Forget the exchange of C{request}.  Its faults are not told the
+        connection is lost: what they keep per connection (C{drop}'s
+        burst state) outlives one exchange.
+        """
+        self.exchanges.pop(request, None)
+        request.exchange = None
 
     # Events
 
@@ -247,8 +323,7 @@ class DatagramSession:
         frame = Frame(data, message)
         exchange = None if request is None else request.exchange
         if exchange is not None:
-            request.exchange = None  # type: ignore[union-attr]
-            self.exchanges.discard(exchange)
+            self._forget(request)  # type: ignore[arg-type]
             exchange[1].receive(frame)
         elif self.down is not None:
             self.down.receive(frame)
@@ -286,7 +361,7 @@ class DatagramSession:
         for chain in (self.up, self.down):
             if chain is not None:
                 chain.lost()
-        for up, down in self.exchanges:
+        for up, down in self.exchanges.values():
             up.lost()
             down.lost()
         self.exchanges.clear()

@@ -264,7 +264,7 @@ class DatagramProxyTests(SynchronousTestCase):
         self.assertEqual([parsed(d).id for d in rig.transport.to()], [2])
         rig.clock.advance(1.0)
         self.assertEqual([parsed(d).id for d in rig.transport.to()], [2, 1])
-        self.assertEqual(rig.proxy.sessions[CLIENT].exchanges, set())
+        self.assertEqual(rig.proxy.sessions[CLIENT].exchanges, {})
 
     def test_dropQueries(self) -> None:
         """
@@ -294,3 +294,32 @@ class DatagramProxyTests(SynchronousTestCase):
         rig.send(b"not dns")
         self.assertEqual(rig.backend().written, [b"not dns"])
         self.assertEqual(rig.proxy.counters()["malformed"][UPSTREAM], 1)
+
+
+class ExchangeTests(SynchronousTestCase):
+    """
+    A UDP session forgets the exchanges of requests that get no answer.
+    """
+
+    def test_droppedQueryForgotten(self) -> None:
+        """
+        A query a fault drops leaves no exchange behind.
+        """
+        rig = Rig("100:drop", {"drop": {"loss_rate": 1, "direction": "upstream"}},
+                  protocol="dns")
+        rig.send(query(id=1))
+        self.assertEqual(rig.proxy.sessions[CLIENT].exchanges, {})
+
+    def test_unansweredBounded(self) -> None:
+        """
+        Queries the backend never answers are remembered up to
+        C{MAX_EXCHANGES}, oldest forgotten first.
+        """
+        from txvaurien.datagram.session import MAX_EXCHANGES
+
+        rig = Rig("100:delay", {"delay": {"sleep": 0.0}}, protocol="dns")
+        for i in range(MAX_EXCHANGES + 10):
+            rig.send(query(id=i % 65536))
+        exchanges = rig.proxy.sessions[CLIENT].exchanges
+        self.assertEqual(len(exchanges), MAX_EXCHANGES)
+        self.assertEqual(next(iter(exchanges)).meta["id"], 10)
