@@ -36,7 +36,7 @@ from txvaurien.datagram.addresses import (
 from txvaurien.datagram.pipeline import STREAM_ONLY, isDatagramBehavior
 from txvaurien.datagram.proxy import DatagramProxy
 from txvaurien.datagram.service import makeDatagramService
-from txvaurien.table import CONNECTION, buildTable
+from txvaurien.table import CONNECTION_SCOPE, REQUEST_SCOPE, buildTable
 
 #: The value of Toxiproxy's C{protocol} extension field for a UDP proxy.
 UDP = "udp"
@@ -141,7 +141,7 @@ def createDatagramProxy(
     listenText = udpListen(listen)
     backend = udpUpstream(upstream)
     handler = registry.protocols.get(protocol).configure({})
-    scope = "request" if handler.framesRequests else CONNECTION
+    scope = REQUEST_SCOPE if handler.framesRequests else CONNECTION_SCOPE
     base = buildTable("100:dummy", registry, {}, scope)
     service = makeDatagramService(
         [listenText], backend, handler, base, defaults.reactor, defaults.random, name)
