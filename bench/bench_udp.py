@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import ROOT, Children, binary, twistd  # noqa: E402
+from _common import ROOT, Children, binary, cpuSeconds, twistd  # noqa: E402
 
 ECHO = r"""
 import socket, sys
@@ -103,6 +103,33 @@ def rate(port: int, size: int, seconds: float, window: int) -> float:
             if received & 255 == 0 and time.monotonic() >= end:
                 break
         return received / (time.monotonic() - start)
+
+
+def tree(pid: int) -> list[int]:
+    """
+    C{pid} and its descendants (socat relays each client in a child).
+    """
+    found = [pid]
+    try:
+        with open("/proc/{0}/task/{0}/children".format(pid)) as f:
+            for child in f.read().split():
+                found += tree(int(child))
+    except OSError:
+        pass
+    return found
+
+
+def treeCPU(pid: int) -> float:
+    """
+    CPU seconds used so far by C{pid} and its live descendants.
+    """
+    total = 0.0
+    for member in tree(pid):
+        try:
+            total += cpuSeconds(member)
+        except OSError:
+            pass
+    return total
 
 
 def rss(pid: int) -> int:
@@ -182,9 +209,11 @@ def main() -> int:
             "--log-level", "warn", "--udp-session-timeout", "1",
             "--udp-max-sessions", str(2 * args.clients)], port)
         targets = {"direct": backend, "socat": socatPort, "txvaurien": vaurienPort}
+        relayPids = {"socat": children.pids["socat"], "txvaurien": children.pids["txvaurien"]}
         names = list(targets)
         for size in (64, 1400):
             samples: dict[str, list[float]] = {name: [] for name in names}
+            cpu: dict[str, list[float]] = {name: [] for name in relayPids}
             lost: dict[str, int] = {name: 0 for name in names}
             print("{} bytes, {} rounds...".format(size, args.rounds), file=sys.stderr,
                   flush=True)
@@ -192,8 +221,15 @@ def main() -> int:
             # of the machine's load hits them alike; the median counts.
             for round in range(args.rounds):
                 for name in names[round % 3:] + names[:round % 3]:
-                    samples[name].append(
-                        rate(targets[name], size, seconds / args.rounds, args.window))
+                    pid = relayPids.get(name)
+                    before = treeCPU(pid) if pid else 0.0
+                    started = time.monotonic()
+                    perSecond = rate(targets[name], size, seconds / args.rounds, args.window)
+                    if pid:
+                        relayed = perSecond * (time.monotonic() - started)
+                        # Each echo is two datagrams relayed.
+                        cpu[name].append((treeCPU(pid) - before) / (2 * relayed) * 1e6)
+                    samples[name].append(perSecond)
                     lost[name] += stalls[0]
             row: dict[str, float] = {}
             for name in names:
@@ -201,6 +237,8 @@ def main() -> int:
                 row[name + "_samples"] = samples[name]  # type: ignore[assignment]
                 row[name + "_stalls"] = lost[name]
             row["ratio_socat"] = row["txvaurien"] / row["socat"]
+            for name in relayPids:
+                row[name + "_cpu_us_per_datagram"] = statistics.median(cpu[name])
             results["datagrams_per_second_{}".format(size)] = row
         pid = children.pids["txvaurien"]
         memory: dict[str, int] = {"start_kib": rss(pid)}
@@ -220,6 +258,8 @@ def main() -> int:
         print("{:>5} B: direct {:>9.0f}/s  socat {:>9.0f}/s  txvaurien {:>9.0f}/s  "
               "txvaurien/socat {:.2f}x".format(
                   size, row["direct"], row["socat"], row["txvaurien"], row["ratio_socat"]))
+        print("         CPU per datagram relayed: socat {:.1f} us, txvaurien {:.1f} us".format(
+            row["socat_cpu_us_per_datagram"], row["txvaurien_cpu_us_per_datagram"]))
     memory = results["memory"]  # type: ignore[assignment]
     print("RSS of txvaurien (KiB) at start: {}".format(memory["start_kib"]))
     for round in (1, 2, 3):
