@@ -6,15 +6,16 @@ client addresses come and go.
 
 Usage (from the repository root)::
 
-    python bench/bench_udp.py            # 5 s per measurement
-    python bench/bench_udp.py --quick    # 2 s per measurement
+    python bench/bench_udp.py            # 10 s per relay and size
+    python bench/bench_udp.py --quick    # 4 s per relay and size
     python bench/bench_udp.py --json -   # the figures as JSON on stdout
 
 The backend is an echo server in a child Python.  The client (this
 process) keeps C{--window} datagrams in flight and counts the echoes that
 come back per second (a datagram lost is sent again after 50 ms).  The
-ratios between relays measured in the same run are what to look at: the
-machine is shared and absolute figures move.
+relays take turns, C{--rounds} times, and the median of each is kept.
+The ratios between relays measured in the same run are what to look at:
+the machine is shared and absolute figures move.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import ROOT, Children, binary, twistd  # noqa: E402
+from _common import ROOT, Children, binary, cpuSeconds, twistd  # noqa: E402
 
 ECHO = r"""
 import socket, sys
@@ -67,6 +69,10 @@ def waitUDP(port: int, seconds: float = 30.0) -> None:
     raise RuntimeError("nothing answers on udp:{}".format(port))
 
 
+#: Times the last measurement waited 50 ms for an echo (a datagram lost).
+stalls = [0]
+
+
 def rate(port: int, size: int, seconds: float, window: int) -> float:
     """
     Echoes per second from 127.0.0.1:C{port}, with C{window} datagrams of
@@ -82,6 +88,7 @@ def rate(port: int, size: int, seconds: float, window: int) -> float:
         for _ in range(window):
             send(payload)
         received = 0
+        stalls[0] = 0
         start = time.monotonic()
         end = start + seconds
         while True:
@@ -90,11 +97,39 @@ def rate(port: int, size: int, seconds: float, window: int) -> float:
                 received += 1
                 send(payload)
             except socket.timeout:
+                stalls[0] += 1
                 for _ in range(window):
                     send(payload)
             if received & 255 == 0 and time.monotonic() >= end:
                 break
         return received / (time.monotonic() - start)
+
+
+def tree(pid: int) -> list[int]:
+    """
+    C{pid} and its descendants (socat relays each client in a child).
+    """
+    found = [pid]
+    try:
+        with open("/proc/{0}/task/{0}/children".format(pid)) as f:
+            for child in f.read().split():
+                found += tree(int(child))
+    except OSError:
+        pass
+    return found
+
+
+def treeCPU(pid: int) -> float:
+    """
+    CPU seconds used so far by C{pid} and its live descendants.
+    """
+    total = 0.0
+    for member in tree(pid):
+        try:
+            total += cpuSeconds(member)
+        except OSError:
+            pass
+    return total
 
 
 def rss(pid: int) -> int:
@@ -146,10 +181,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 s per measurement")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="turns each relay takes per datagram size")
     parser.add_argument("--clients", type=int, default=10000)
     parser.add_argument("--json", default=None, help="write the figures as JSON ('-': stdout)")
     args = parser.parse_args()
-    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    seconds = args.seconds or (4.0 if args.quick else 10.0)
     children = Children("bench-udp-")
     results: dict[str, object] = {}
     try:
@@ -158,8 +195,10 @@ def main() -> int:
         assert echo.stdout is not None
         backend = int(echo.stdout.readline())
         port = freeUDPPort()
+        # -T 5: socat's per-client children exit 5 s after their last
+        # datagram (they outlive the parent otherwise).
         socatPort = startProxy(children, "socat", [
-            binary("socat", "socat"),
+            binary("socat", "socat"), "-T", "5",
             "UDP-LISTEN:{},bind=127.0.0.1,fork,reuseaddr".format(port),
             "UDP:127.0.0.1:{}".format(backend)], port)
         port = freeUDPPort()
@@ -170,12 +209,36 @@ def main() -> int:
             "--log-level", "warn", "--udp-session-timeout", "1",
             "--udp-max-sessions", str(2 * args.clients)], port)
         targets = {"direct": backend, "socat": socatPort, "txvaurien": vaurienPort}
+        relayPids = {"socat": children.pids["socat"], "txvaurien": children.pids["txvaurien"]}
+        names = list(targets)
         for size in (64, 1400):
+            samples: dict[str, list[float]] = {name: [] for name in names}
+            cpu: dict[str, list[float]] = {name: [] for name in relayPids}
+            lost: dict[str, int] = {name: 0 for name in names}
+            print("{} bytes, {} rounds...".format(size, args.rounds), file=sys.stderr,
+                  flush=True)
+            # The targets take turns, in a rotating order, so that a change
+            # of the machine's load hits them alike; the median counts.
+            for round in range(args.rounds):
+                for name in names[round % 3:] + names[:round % 3]:
+                    pid = relayPids.get(name)
+                    before = treeCPU(pid) if pid else 0.0
+                    started = time.monotonic()
+                    perSecond = rate(targets[name], size, seconds / args.rounds, args.window)
+                    if pid:
+                        relayed = perSecond * (time.monotonic() - started)
+                        # Each echo is two datagrams relayed.
+                        cpu[name].append((treeCPU(pid) - before) / (2 * relayed) * 1e6)
+                    samples[name].append(perSecond)
+                    lost[name] += stalls[0]
             row: dict[str, float] = {}
-            for name, target in targets.items():
-                print("{} bytes via {}...".format(size, name), file=sys.stderr, flush=True)
-                row[name] = rate(target, size, seconds, args.window)
+            for name in names:
+                row[name] = statistics.median(samples[name])
+                row[name + "_samples"] = samples[name]  # type: ignore[assignment]
+                row[name + "_stalls"] = lost[name]
             row["ratio_socat"] = row["txvaurien"] / row["socat"]
+            for name in relayPids:
+                row[name + "_cpu_us_per_datagram"] = statistics.median(cpu[name])
             results["datagrams_per_second_{}".format(size)] = row
         pid = children.pids["txvaurien"]
         memory: dict[str, int] = {"start_kib": rss(pid)}
@@ -195,6 +258,8 @@ def main() -> int:
         print("{:>5} B: direct {:>9.0f}/s  socat {:>9.0f}/s  txvaurien {:>9.0f}/s  "
               "txvaurien/socat {:.2f}x".format(
                   size, row["direct"], row["socat"], row["txvaurien"], row["ratio_socat"]))
+        print("         CPU per datagram relayed: socat {:.1f} us, txvaurien {:.1f} us".format(
+            row["socat_cpu_us_per_datagram"], row["txvaurien_cpu_us_per_datagram"]))
     memory = results["memory"]  # type: ignore[assignment]
     print("RSS of txvaurien (KiB) at start: {}".format(memory["start_kib"]))
     for round in (1, 2, 3):

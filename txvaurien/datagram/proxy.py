@@ -6,6 +6,7 @@ bound and expiry, and the counters metrics read.
 
 from __future__ import annotations
 
+import errno
 import itertools
 from typing import Any
 
@@ -104,6 +105,20 @@ class DatagramProxy(DatagramProtocol):
         self._ids = itertools.count()
         self._refusing = False
         self._seconds = reactor.seconds
+        self._sendto: Any = None
+
+    def startProtocol(self) -> None:
+        """
+        Bound: replies to clients are written on the port's socket
+        directly.  Their addresses came from C{recvfrom}, so the checks
+        C{IUDPTransport.write} makes of every address (three parses of it)
+        are not needed.
+        """
+        sock = getattr(self.transport, "socket", None)
+        self._sendto = None if sock is None else sock.sendto
+
+    def stopProtocol(self) -> None:
+        self._sendto = None
 
     # Sessions
 
@@ -220,13 +235,20 @@ class DatagramProxy(DatagramProtocol):
         """
         Write C{data} to C{session}'s client.
         """
+        sendto = self._sendto
         try:
-            self.transport.write(data, session.address)  # type: ignore[union-attr]
+            if sendto is None:
+                self.transport.write(data, session.address)  # type: ignore[union-attr]
+            else:
+                sendto(data, session.address)
         except error.MessageLengthError:
             self._tooLong(session, DOWNSTREAM, len(data))
             return
         except OSError as e:
-            self._sendFailed(session, "client", e)
+            if e.errno == errno.EMSGSIZE:
+                self._tooLong(session, DOWNSTREAM, len(data))
+            else:
+                self._sendFailed(session, "client", e)
             return
         self.sent[DOWNSTREAM] += 1
 
