@@ -184,6 +184,12 @@ class Connection(OrderingMixin, LifecycleMixin):
             fields the framers do not record.
         """
         table = self.proxy.table
+        if request is not None and not table.inert:
+            # A handler may narrow which requests faults apply to (dns:
+            # match_name, match_type); others draw no randomness.
+            matches = getattr(self.session, "matches", None)
+            if matches is not None and not matches(request):
+                return ()
         behaviors = table.choose(None if table.inert else self.random, request, self, head)
         decisions = self.proxy.decisions
         for behavior in behaviors:

@@ -71,7 +71,13 @@ def buildService(
         if isDatagram(backendText):
             from txvaurien.datagram.service import serviceFromConfig
 
-            serviceFromConfig(configuration, reactor, random).setServiceParent(parent)
+            datagrams = serviceFromConfig(configuration, reactor, random)
+            datagrams.setName("proxy")
+            datagrams.setServiceParent(parent)
+            if core["http"] or configuration.proxies:
+                _controlPlane(
+                    configuration, reactor, parent, datagrams,  # type: ignore[arg-type]
+                    random, eventJournal)
             return parent
         if backendText == "demo":
             demo = DemoService(reactor)

@@ -42,6 +42,8 @@ class ProxySpec:
     @ivar enabled: whether it listens.
     @ivar toxics: its toxics, or L{None} if the entry did not list any
         (then an existing proxy keeps its own).
+    @ivar protocol: C{"tcp"}, or C{"udp"} for a datagram proxy (our
+        extension field; Toxiproxy's clients never send it).
     """
 
     def __init__(
@@ -52,7 +54,9 @@ class ProxySpec:
         upstream: str,
         enabled: bool,
         toxics: list[Toxic] | None,
+        protocol: str = "tcp",
     ) -> None:
+        self.protocol = protocol
         self.name = name
         self.listen = listen
         self.description = description
@@ -139,8 +143,20 @@ def parseProxy(
         raise errors.proxyExists()
     if "/" in name:
         raise errors.badBody("proxy name {!r} must not contain '/'".format(name), "name")
-    description = listenDescription(reactor, listen)
-    checkUpstream(reactor, upstream)
+    found, protocol = goField(entry, "protocol")
+    if not found or protocol is None:
+        protocol = "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise errors.badBody(
+            "protocol {!r}: expected \"tcp\" or \"udp\"".format(protocol), "protocol")
+    if protocol == "udp":
+        from txvaurien.datagram.control import udpListen, udpUpstream
+
+        description = udpListen(listen or DEFAULT_LISTEN)
+        udpUpstream(upstream)
+    else:
+        description = listenDescription(reactor, listen)
+        checkUpstream(reactor, upstream)
     toxics: list[Toxic] | None = None
     found, given = goField(entry, "toxics")
     if found and given is not None:
@@ -155,7 +171,8 @@ def parseProxy(
                 e.args = (e.message,)
                 raise
             toxics.append(toxic)
-    return ProxySpec(name, listen or DEFAULT_LISTEN, description, upstream, enabled, toxics)
+    return ProxySpec(
+        name, listen or DEFAULT_LISTEN, description, upstream, enabled, toxics, protocol)
 
 
 def parseProxyList(reactor: Any, registry: Registry, value: Any) -> list[ProxySpec]:

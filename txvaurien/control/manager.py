@@ -182,6 +182,7 @@ class ManagedProxy:
             "enabled": self.enabled,
             "Logger": {},
             "toxics": [toxic.asJSON() for toxic in self.orderedToxics()],
+            **_protocolField(self),
         }
 
     def behaviorsInUse(self) -> list[Any]:
@@ -280,6 +281,20 @@ class ProxyManager(MultiService):
         """
         if spec.name in self.proxies:
             raise errors.proxyExists()
+        if spec.protocol == "udp":
+            from txvaurien.datagram.control import createDatagramProxy
+
+            proxy = createDatagramProxy(
+                self, spec.name, spec.listen, spec.upstream, spec.enabled)
+            if spec.toxics:
+                try:
+                    _checkBehaviors(proxy, [toxic.behavior for toxic in spec.toxics])
+                except errors.ApiError:
+                    self.delete(proxy.name)
+                    raise
+                proxy.toxics = list(spec.toxics)
+                proxy.apply()
+            return proxy
         d = self.defaults
         registry = d.registry
         handler = registry.protocols.get("tcp").configure({})
@@ -460,6 +475,7 @@ class ProxyManager(MultiService):
         """
         if any(t.name == toxic.name for t in proxy.toxics):
             raise errors.toxicExists()
+        _checkBehaviors(proxy, [toxic.behavior])
         proxy.toxics.append(toxic)
         proxy.apply()
         _log.info(
@@ -549,10 +565,12 @@ class ProxyManager(MultiService):
                 proxy.apply()
             return
         try:
-            proxy.base = buildTable(
+            table = buildTable(
                 spec, registry, settings, base.scope, proxy.factory.handler.name)
         except (TableError, UnknownPlugin, options.OptionError) as e:
             raise errors.ApiError(str(e), 400, "name")
+        _checkBehaviors(proxy, table.behaviors.values())
+        proxy.base = table
         proxy.apply()
         _log.info("Proxy {proxy}: behavior set to {behavior}",
                   proxy=proxy.name, behavior=proxy.base.describe())
@@ -618,3 +636,18 @@ def _splitOptions(names: list[str], given: dict[str, Any]) -> dict[str, dict[str
                 "expected an object of {}'s options, got {!r}".format(key, value), 400, key)
         result[key] = value
     return result
+
+
+def _protocolField(proxy: Any) -> dict[str, str]:
+    from txvaurien.datagram.control import protocolField
+
+    return protocolField(proxy)
+
+
+def _checkBehaviors(proxy: Any, behaviors: Any) -> None:
+    """
+    Refuse behaviors that cannot act on a UDP proxy's datagrams (400).
+    """
+    from txvaurien.datagram.control import checkBehaviors
+
+    checkBehaviors(proxy, behaviors)

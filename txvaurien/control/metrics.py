@@ -101,6 +101,11 @@ class Metrics:
     def __init__(self, manager: ProxyManager) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(ProxyCollector(manager))
+        from txvaurien.datagram.metrics import DatagramCollector
+        from txvaurien.tls.metrics import METRICS as TLS_METRICS
+
+        self.registry.register(DatagramCollector(manager))
+        self.registry.register(TLS_METRICS)
         ProcessCollector(registry=self.registry)
         self.latency = Histogram(
             "txvaurien_request_latency_seconds",

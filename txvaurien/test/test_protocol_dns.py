@@ -323,3 +323,47 @@ class ExchangeTests(SynchronousTestCase):
         exchanges = rig.proxy.sessions[CLIENT].exchanges
         self.assertEqual(len(exchanges), MAX_EXCHANGES)
         self.assertEqual(next(iter(exchanges)).meta["id"], 10)
+
+
+class StreamMatchTests(SynchronousTestCase):
+    """
+    DNS over TCP through the stream proxy honours C{match_name}: the core
+    asks the session whether faults may act on a request.
+    """
+
+    def test_matchNameOverTCP(self) -> None:
+        """
+        With C{match_name=*.example.com} and C{100:error}, a query for
+        C{www.example.com} is answered by the proxy with SERVFAIL, while
+        one for C{www.example.org} reaches the backend untouched.
+        """
+        from txvaurien.table import REQUEST_SCOPE, buildTable
+        from txvaurien.test.helpers import Harness
+
+        harness = Harness(protocol="dns", scope=REQUEST_SCOPE)
+        handler = harness.registry.protocols.get("dns").configure(
+            {"match_name": ["*.example.com"]})
+        harness.factory.handler = handler
+        harness.factory.setTable(buildTable(
+            "100:error", harness.registry, None, REQUEST_SCOPE, "dns"))
+        client, backend = harness.pair()
+
+        def framed(data: bytes) -> bytes:
+            return len(data).to_bytes(2, "big") + data
+
+        spared = query("www.example.org", id=2)
+        client.send(framed(spared))
+        self.assertEqual(backend.received(), framed(spared))
+        hit = query("www.example.com", id=3)
+        client.send(framed(hit))
+        self.assertEqual(backend.received(), b"")
+        # Replies keep the order of the queries: the backend's answer to
+        # the first, then the proxy's SERVFAIL to the second.
+        backend.send(framed(answer(spared)))
+        replies = client.received()
+        first = int.from_bytes(replies[:2], "big")
+        self.assertEqual(parsed(replies[2:2 + first]).id, 2)
+        self.assertEqual(parsed(replies[2:2 + first]).rCode, dns.OK)
+        second = replies[2 + first:]
+        self.assertEqual(parsed(second[2:]).id, 3)
+        self.assertEqual(parsed(second[2:]).rCode, dns.ESERVER)
