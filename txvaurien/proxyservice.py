@@ -20,7 +20,47 @@ from txvaurien.proxy import ProxyServerFactory
 _log = logs.logger("txvaurien.service")
 
 
-class ProxyService(Service):
+class ListeningService(Service):
+    """
+    A service that listens when it starts, if L{enabled}: the base of the
+    TCP L{ProxyService} and of the UDP
+    L{txvaurien.datagram.service.DatagramService}.  Subclasses implement
+    C{startListening}.
+
+    @ivar exitOnListenFailure: whether a failure to listen that is known at
+        once (address in use) exits twistd (logged as critical) rather
+        than being raised.
+    """
+
+    exitOnListenFailure = False
+
+    #: Whether the proxy listens when the service starts.  The control API
+    #: keeps a disabled proxy (Toxiproxy's C{"enabled": false}) in the
+    #: service tree without a port.
+    enabled = True
+
+    def startService(self) -> None:
+        """
+        Listen, if L{enabled}.  A failure to listen that is known at once
+        (address in use) exits twistd if L{exitOnListenFailure}, and is
+        raised otherwise.
+        """
+        Service.startService(self)
+        if not self.enabled:
+            return
+        try:
+            self.startListening()
+        except Exception as e:
+            if not self.exitOnListenFailure:
+                raise
+            _log.critical("{error}", error=str(e))
+            raise SystemExit("txvaurien: {}".format(e))
+
+    def startListening(self) -> None:
+        raise NotImplementedError()
+
+
+class ProxyService(ListeningService):
     """
     Listens on endpoints with a L{ProxyServerFactory}; on stop, stops
     listening, lets live connections finish for C{grace} seconds, then
@@ -47,29 +87,6 @@ class ProxyService(Service):
         self.reactor = reactor
         self.grace = grace
         self.ports: list[Any] = []
-
-    exitOnListenFailure = False
-
-    #: Whether the proxy listens when the service starts.  The control API
-    #: keeps a disabled proxy (Toxiproxy's C{"enabled": false}) in the
-    #: service tree without a port.
-    enabled = True
-
-    def startService(self) -> None:
-        """
-        Listen on every endpoint, if L{enabled}.  A failure to listen that
-        is known at once (address in use) is raised, so that twistd exits.
-        """
-        Service.startService(self)
-        if not self.enabled:
-            return
-        try:
-            self.startListening()
-        except Exception as e:
-            if not self.exitOnListenFailure:
-                raise
-            _log.critical("{error}", error=str(e))
-            raise SystemExit("txvaurien: {}".format(e))
 
     def startListening(self) -> None:
         """

@@ -11,6 +11,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 
 from txvaurien import logs
+from txvaurien.proxyservice import ListeningService
 from txvaurien.datagram.addresses import (
     AddressError,
     UDPBackend,
@@ -25,7 +26,7 @@ from txvaurien.randomness import RandomSource
 _log = logs.logger("txvaurien.service")
 
 
-class DatagramService(Service):
+class DatagramService(ListeningService):
     """
     Listens on UDP addresses, one L{DatagramProxy} each; on stop, stops
     listening and ends every session.
@@ -34,9 +35,6 @@ class DatagramService(Service):
     @ivar listen: the C{udp:} strings listened on.
     @ivar ports: the listening ports, once started.
     """
-
-    exitOnListenFailure = False
-    enabled = True
 
     def __init__(self, proxies: list[DatagramProxy], listen: list[str], reactor: Any) -> None:
         self.proxies = proxies
@@ -50,22 +48,6 @@ class DatagramService(Service):
         The first proxy (what the TCP service calls its factory).
         """
         return self.proxies[0]
-
-    def startService(self) -> None:
-        """
-        Bind every address; a failure exits twistd if
-        L{exitOnListenFailure}, else is raised.
-        """
-        Service.startService(self)
-        if not self.enabled:
-            return
-        try:
-            self.startListening()
-        except Exception as e:
-            if not self.exitOnListenFailure:
-                raise
-            _log.critical("{error}", error=str(e))
-            raise SystemExit("txvaurien: {}".format(e))
 
     def startListening(self) -> None:
         """

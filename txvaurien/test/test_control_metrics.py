@@ -90,7 +90,12 @@ class CounterTests(MetricsTestCase):
         self.assertEqual(samples[("txvaurien_proxy_connections_opened_total",
                                   (("proxy", "vaurien"),))], 31)
         labels = {name for (_, pairs) in samples for name, _ in pairs}
-        self.assertLessEqual(labels, {"proxy", "direction", "behavior", "le"})
+        # Every label has a bounded set of values: the proxy, a direction,
+        # a behavior, a histogram bucket, the TLS collector's side
+        # (client, server) and failure reason, and the datagram
+        # collector's outcome.
+        self.assertLessEqual(labels, {
+            "proxy", "direction", "behavior", "le", "side", "reason", "outcome"})
 
 
 class ProxyMetricsTests(MetricsTestCase):

@@ -199,3 +199,28 @@ def _apiMessage(error: errors.ApiError) -> str:
 
 
 ChaosUsageError.__module__ = "txvaurien.testing"
+
+
+class Addressed:
+    """
+    What a proxy handle says of where it listens, from its C{host} and
+    C{port}.
+    """
+
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """
+        C{"host:port"}.
+        """
+        return "{}:{}".format(self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        """
+        C{"http://host:port"}, for HTTP clients.
+        """
+        return "http://{}".format(self.address)
+

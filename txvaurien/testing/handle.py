@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from txvaurien.client import BadRequest, Client, ClientError, NotFound
-from txvaurien.testing._core import ChaosUsageError, checkUpstream
+from txvaurien.testing._core import Addressed, ChaosUsageError, checkUpstream
 
 READY = "Control API listening on "
 
@@ -216,7 +216,7 @@ class ChaosServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class ChaosProxy:
+class ChaosProxy(Addressed):
     """
     One proxy of a L{ChaosServer}: connect your client to L{host} and
     L{port} (or L{address}, L{url}) instead of the real server.
@@ -239,20 +239,6 @@ class ChaosProxy:
     def __repr__(self) -> str:
         return "<ChaosProxy {} {} -> {}{}>".format(
             self.name, self.address, self.upstream, " removed" if self._removed else "")
-
-    @property
-    def address(self) -> str:
-        """
-        C{"host:port"}.
-        """
-        return "{}:{}".format(self.host, self.port)
-
-    @property
-    def url(self) -> str:
-        """
-        C{"http://host:port"}, for HTTP clients.
-        """
-        return "http://{}".format(self.address)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True

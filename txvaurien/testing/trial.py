@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from txvaurien.control.manager import ManagedProxy, ProxyManager, baseOptions
 from txvaurien.testing._core import (
+    Addressed,
     ChaosUsageError,
     addToxic,
     createProxy,
@@ -39,7 +40,7 @@ from txvaurien.testing._core import (
 )
 
 
-class TrialProxy:
+class TrialProxy(Addressed):
     """
     A proxy on the test's reactor.
 
@@ -64,20 +65,6 @@ class TrialProxy:
     def __repr__(self) -> str:
         return "<TrialProxy {} {} -> {}{}>".format(
             self.name, self.address, self.upstream, "" if self._managed else " removed")
-
-    @property
-    def address(self) -> str:
-        """
-        C{"host:port"}.
-        """
-        return "{}:{}".format(self.host, self.port)
-
-    @property
-    def url(self) -> str:
-        """
-        C{"http://host:port"}, for HTTP clients.
-        """
-        return "http://{}".format(self.address)
 
     def _proxy(self) -> ManagedProxy:
         if self._managed is None:
