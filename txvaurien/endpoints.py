@@ -174,13 +174,13 @@ def _simpleTCP(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def splitDescription(text: str) -> tuple[str, list[str], dict[str, str]]:
+def splitParts(text: str) -> list[str]:
     """
-    An endpoint string's type, positional arguments and keywords
-    (C{\\:} escapes a colon).
+    The colon-separated parts of an endpoint string (C{\\:} escapes a
+    colon).
     """
     parts = []
-    current = []
+    current: list[str] = []
     escaped = False
     for char in text:
         if escaped:
@@ -194,6 +194,15 @@ def splitDescription(text: str) -> tuple[str, list[str], dict[str, str]]:
         else:
             current.append(char)
     parts.append("".join(current))
+    return parts
+
+
+def splitDescription(text: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    An endpoint string's type, positional arguments and keywords
+    (C{\\:} escapes a colon).
+    """
+    parts = splitParts(text)
     positional = []
     keywords = {}
     for part in parts[1:]:

@@ -21,6 +21,7 @@ from weakref import WeakSet
 from zope.interface import implementer
 
 from txvaurien import logs
+from txvaurien.endpoints import splitParts
 from txvaurien.frames import Message
 from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Choice
@@ -56,27 +57,6 @@ def _authority(host: str, port: int | None, default: int | None) -> str:
     return "{}:{}".format(host, port)
 
 
-def _splitEndpoint(description: str) -> list[str]:
-    """
-    The colon-separated parts of an endpoint string (backslash escapes a
-    colon).
-    """
-    parts, current, escaped = [], [], False
-    for char in description:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
 def backendAuthority(backend: Any) -> str | None:
     """
     The C{Host} value that names C{backend}: its host and, unless it is
@@ -90,7 +70,7 @@ def backendAuthority(backend: Any) -> str | None:
     if host is not None:
         return _authority(str(host), getattr(backend, "port", None), 80)
     description = getattr(backend, "description", "") or ""
-    parts = _splitEndpoint(description)
+    parts = splitParts(description)
     kind = parts[0].lower()
     if kind == "unix":
         return "localhost"
