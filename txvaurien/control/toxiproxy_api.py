@@ -11,6 +11,9 @@ zero C{rate} or a toxicity above 1 is a C{400}, not a stalled connection),
 an unknown attribute is a C{400}, a proxy with no C{listen} binds
 127.0.0.1 rather than every interface, and C{GET /metrics} always serves
 Prometheus metrics.
+
+Our extensions, which Toxiproxy's clients never send: a proxy's
+C{protocol} (C{"udp"}) and its C{tls} object (L{txvaurien.control.tlsconfig}).
 """
 
 from __future__ import annotations
