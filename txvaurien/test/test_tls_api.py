@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from txvaurien import ctl
 from txvaurien.client import BadRequest, Client
 from txvaurien.control.config import loadConfig
+from txvaurien.control.tlsconfig import listenOptions, upstreamOptions
 from txvaurien.test.controlhelpers import Control
 from txvaurien.test.helpers import testRegistry
 from txvaurien.test.tlshelpers import (
@@ -562,6 +563,20 @@ class DocsExamplesTests(_TLSControlCase):
         if value == 9443:
             return self.backend
         return value
+
+    def test_apiPageNamesEveryKey(self) -> None:
+        """
+        The C{tls} section of docs/api.rst names every key of
+        C{tls.listen} and C{tls.upstream}, as their declarations make
+        them.
+        """
+        with open(os.path.join(DOCS, "api.rst"), encoding="utf-8") as f:
+            text = f.read()
+        section = text[text.index("TLS on a proxy (our extension)"):
+                       text.index("``POST /populate``\n~~~")]
+        for name in [*listenOptions(), *upstreamOptions()]:
+            self.assertIn("``{}``".format(name), section)
+        self.assertNotIn("sni", upstreamOptions())
 
     @defer.inlineCallbacks
     def test_apiExampleCreatesTLSProxy(self) -> Generator[Any, Any, None]:
