@@ -101,9 +101,13 @@ class TLSSpec:
         self.upstream = upstream
 
     def __eq__(self, other: object) -> bool:
+        """
+        The same TLS as C{other}, as the API shows it (C{verify} left out
+        is C{true}).
+        """
         if not isinstance(other, TLSSpec):
             return NotImplemented
-        return (self.listen, self.upstream) == (other.listen, other.upstream)
+        return self.asJSON() == other.asJSON()
 
     def __repr__(self) -> str:
         return "<TLSSpec listen={!r} upstream={!r}>".format(self.listen, self.upstream)

@@ -353,8 +353,8 @@ class ToxiproxyTLSObjectTests(_TLSControlCase):
     def test_populateKeepsSameTLSAndReplacesOther(self) -> Generator[Any, Any, None]:
         """
         C{POST /populate} keeps a proxy whose entry has the same C{tls}
-        (same port) and replaces one whose C{tls} differs, which then
-        serves with the new one.
+        as the proxy's JSON shows it (same port) and replaces one whose
+        C{tls} differs, which then serves with the new one.
         """
         control = self.control()
         entry = self.tlsBody()
@@ -362,6 +362,7 @@ class ToxiproxyTLSObjectTests(_TLSControlCase):
         self.assertEqual(status, 201, value)
         port = control.proxyPort("api")
         entry["listen"] = value["proxies"][0]["listen"]
+        entry["tls"] = value["proxies"][0]["tls"]  # as shown: with "verify": true
         yield control.json("POST", "/populate", [entry])
         self.assertEqual(control.proxyPort("api"), port)
         self.assertEqual(control.manager.get("api").tls.upstream, {"caFile": self.certs.caFile})
@@ -391,6 +392,24 @@ class ToxiproxyTLSObjectTests(_TLSControlCase):
                          (other, self.certs.caFile))
         answer = yield self.viaTLS(control.proxyPort("api"))
         self.assertIn(b"hello over TLS", answer)
+
+    @defer.inlineCallbacks
+    def test_patchWithOtherTLSIs400(self) -> Generator[Any, Any, None]:
+        """
+        C{PATCH /proxies/NAME} with a C{tls} other than the proxy's is a
+        400 naming C{tls} and the proxy is unchanged; the proxy's own
+        C{tls}, as C{GET} shows it, is accepted.
+        """
+        control = self.control()
+        _, made = yield control.json("POST", "/proxies", self.tlsBody())
+        status, value = yield control.json("PATCH", "/proxies/api", {
+            "tls": {"upstream": {"verify": False}}})
+        self.assertEqual((status, value), (400, {"error": (
+            "bad request body: tls: a proxy's tls cannot be changed; delete the proxy "
+            "and create it again"), "status": 400}))
+        status, value = yield control.json("PATCH", "/proxies/api", {
+            "tls": made["tls"], "enabled": False})
+        self.assertEqual((status, value["tls"], value["enabled"]), (200, made["tls"], False))
 
     @defer.inlineCallbacks
     def test_putBackendDropsUpstreamTLS(self) -> Generator[Any, Any, None]:
