@@ -287,6 +287,14 @@ class Client:
     def get_backend(self) -> str:
         return str(self._json("GET", self._vaurien("/backend"))["backend"])
 
+    def get_backend_state(self) -> dict[str, Any]:
+        """
+        C{{"backend": ENDPOINT}}, as C{GET /backend} gives it, with
+        C{"tls": {...}} when the backend leg is TLS (C{server_name},
+        C{verify}, C{trust}...).
+        """
+        return dict(self._json("GET", self._vaurien("/backend")))
+
     def set_backend(self, backend: str) -> None:
         """
         Point the proxy at another backend (an endpoint string or
@@ -315,13 +323,26 @@ class Client:
         return dict(self._json("GET", "/proxies/" + quote(name, safe="")))
 
     def create_proxy(
-        self, name: str, upstream: str, listen: str = "127.0.0.1:0", enabled: bool = True
+        self,
+        name: str,
+        upstream: str,
+        listen: str = "127.0.0.1:0",
+        enabled: bool = True,
+        tls: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """
         Create a proxy; C{listen} with port 0 comes back resolved.
+
+        @param tls: our extension to Toxiproxy's proxy, to make either leg
+            TLS: C{{"upstream": {"caFile": "ca.pem"}, "listen": {"certKey":
+            "cert.pem", "privateKey": "key.pem"}}} (see the control API's
+            documentation); L{None} for plain TCP.
         """
-        return dict(self._json("POST", "/proxies", {
-            "name": name, "listen": listen, "upstream": upstream, "enabled": enabled}))
+        body: dict[str, Any] = {
+            "name": name, "listen": listen, "upstream": upstream, "enabled": enabled}
+        if tls is not None:
+            body["tls"] = tls
+        return dict(self._json("POST", "/proxies", body))
 
     def update_proxy(self, name: str, **fields: Any) -> dict[str, Any]:
         """

@@ -10,6 +10,8 @@ C{vaurienctl}: drive a running txvaurien from the command line.
     vaurienctl get-behavior
     vaurienctl set-backend 127.0.0.1:6380
     vaurienctl proxies create redis --upstream 127.0.0.1:6379 --listen 127.0.0.1:26379
+    vaurienctl proxies create api --upstream localhost:8443 --ca-file ca.pem \
+        --cert-key cert.pem --private-key key.pem
     vaurienctl toxics add redis --type latency --attribute latency=100
     vaurienctl --json proxies list
 
@@ -171,8 +173,50 @@ def setBehavior(client: Client, args: Any, out: _Output) -> None:
 
 
 def getBackend(client: Client, args: Any, out: _Output) -> None:
-    backend = client.get_backend()
-    out.show({"backend": backend}, lambda value: out.line(value["backend"]))
+    state = client.get_backend_state()
+
+    def human(value: Any) -> None:
+        out.line(value["backend"])
+        if value.get("tls"):
+            for line in _tlsBackendLines(value["tls"]):
+                out.line(line)
+
+    out.show(state, human)
+
+
+def _tlsBackendLines(tls: dict[str, Any], indent: str = "    ") -> list[str]:
+    """
+    A backend's TLS as C{GET /backend} shows it, for people.
+    """
+    routes = tls.get("routes")
+    if isinstance(routes, dict):
+        lines = []
+        for name, route in routes.items():
+            lines.append("{}route {}: {}".format(indent, name, route["backend"]))
+            if route.get("tls"):
+                lines.extend(_tlsBackendLines(route["tls"], indent + "    "))
+        return lines
+    parts = ["TLS", "verify " + ("on" if tls.get("verify") else "OFF")]
+    if tls.get("verify"):
+        parts.append("trust " + str(tls.get("trust")))
+    if tls.get("server_name"):
+        parts.append("server name " + str(tls["server_name"]))
+    if tls.get("client_certificate"):
+        parts.append("client certificate")
+    if tls.get("alpn"):
+        parts.append("alpn " + ",".join(tls["alpn"]))
+    return [indent + ", ".join(parts)]
+
+
+def _tlsProxyLines(proxy: dict[str, Any]) -> list[str]:
+    """
+    A proxy's C{tls} object (our extension), for people.
+    """
+    tls = proxy.get("tls")
+    if not isinstance(tls, dict):
+        return []
+    return ["    tls {}: {}".format(leg, _options(tls[leg]) or "defaults")
+            for leg in ("listen", "upstream") if isinstance(tls.get(leg), dict)]
 
 
 def setBackend(client: Client, args: Any, out: _Output) -> None:
@@ -211,15 +255,47 @@ def proxiesShow(client: Client, args: Any, out: _Output) -> None:
 
     def human(value: Any) -> None:
         out.line(_proxyLine(value))
+        for line in _tlsProxyLines(value):
+            out.line(line)
         for toxic in value["toxics"]:
             out.line("    " + _toxicLine(toxic))
 
     out.show(proxy, human)
 
 
+def _tlsObject(args: Any) -> dict[str, Any] | None:
+    """
+    The C{tls} object of C{proxies create}'s TLS flags, or L{None}.
+    """
+    tls: dict[str, Any] = {}
+    upstream: dict[str, Any] = {}
+    if args.ca_file:
+        upstream["caFile"] = args.ca_file
+    if args.server_name:
+        upstream["serverName"] = args.server_name
+    if args.no_verify:
+        upstream["verify"] = False
+    if upstream or args.tls_upstream:
+        tls["upstream"] = upstream
+    if args.private_key and not args.cert_key:
+        raise UsageError("--private-key needs --cert-key")
+    if args.cert_key:
+        tls["listen"] = {"certKey": args.cert_key}
+        if args.private_key:
+            tls["listen"]["privateKey"] = args.private_key
+    return tls or None
+
+
 def proxiesCreate(client: Client, args: Any, out: _Output) -> None:
-    proxy = client.create_proxy(args.name, args.upstream, args.listen, not args.disabled)
-    out.show(proxy, lambda value: out.line("created " + _proxyLine(value)))
+    proxy = client.create_proxy(args.name, args.upstream, args.listen, not args.disabled,
+                                tls=_tlsObject(args))
+
+    def human(value: Any) -> None:
+        out.line("created " + _proxyLine(value))
+        for line in _tlsProxyLines(value):
+            out.line(line)
+
+    out.show(proxy, human)
 
 
 def proxiesUpdate(client: Client, args: Any, out: _Output) -> None:
@@ -427,6 +503,21 @@ def buildParser() -> argparse.ArgumentParser:
     sub.add_argument("--upstream", "-u", required=True, help="backend host:port")
     sub.add_argument("--listen", "-l", default="127.0.0.1:0", help="host:port to listen on")
     sub.add_argument("--disabled", action="store_true", help="create it disabled")
+    tls = sub.add_argument_group(
+        "TLS (txvaurien's extension to Toxiproxy's proxies)")
+    tls.add_argument("--tls-upstream", action="store_true",
+                     help="speak TLS to the upstream, verified against the system's CAs")
+    tls.add_argument("--ca-file", metavar="PEM",
+                     help="verify the upstream against these CAs (implies --tls-upstream)")
+    tls.add_argument("--server-name", metavar="NAME",
+                     help="server name (SNI) to ask the upstream for (implies --tls-upstream)")
+    tls.add_argument("--no-verify", action="store_true",
+                     help="do not verify the upstream's certificate, for tests only "
+                          "(implies --tls-upstream)")
+    tls.add_argument("--cert-key", metavar="PEM",
+                     help="terminate clients' TLS with this certificate (and chain)")
+    tls.add_argument("--private-key", metavar="PEM",
+                     help="the certificate's private key, if not in --cert-key's file")
     sub = command(pcommands, "update", proxiesUpdate, "change a proxy's listen or upstream")
     sub.add_argument("name")
     sub.add_argument("--listen", "-l")

@@ -22,6 +22,7 @@ from typing import Any, Container
 from txvaurien import endpoints
 from txvaurien.control import errors
 from txvaurien.control.jsonio import BodyError, decodeStrict, goField
+from txvaurien.control.tlsconfig import TLSSpec, parseTLS
 from txvaurien.control.toxics import Toxic, buildToxic
 from txvaurien.registry import Registry
 
@@ -44,6 +45,10 @@ class ProxySpec:
         (then an existing proxy keeps its own).
     @ivar protocol: C{"tcp"}, or C{"udp"} for a datagram proxy (our
         extension field; Toxiproxy's clients never send it).
+    @ivar tls: its checked C{tls} object (our extension, see
+        L{txvaurien.control.tlsconfig}), or L{None} for plain TCP.
+    @ivar backend: the backend string the proxy connects with: C{upstream},
+        or the C{tls:} string C{tls.upstream} makes of it.
     """
 
     def __init__(
@@ -55,8 +60,12 @@ class ProxySpec:
         enabled: bool,
         toxics: list[Toxic] | None,
         protocol: str = "tcp",
+        tls: TLSSpec | None = None,
+        backend: str | None = None,
     ) -> None:
         self.protocol = protocol
+        self.tls = tls
+        self.backend = upstream if backend is None else backend
         self.name = name
         self.listen = listen
         self.description = description
@@ -149,14 +158,17 @@ def parseProxy(
     if protocol not in ("tcp", "udp"):
         raise errors.badBody(
             "protocol {!r}: expected \"tcp\" or \"udp\"".format(protocol), "protocol")
+    tls = parseTLS(entry)
+    backend = upstream
     if protocol == "udp":
         from txvaurien.datagram.control import udpListen, udpUpstream
 
+        if tls is not None:
+            raise errors.badBody("tls: a udp proxy cannot use TLS", "tls")
         description = udpListen(listen or DEFAULT_LISTEN)
         udpUpstream(upstream)
     else:
-        description = listenDescription(reactor, listen)
-        checkUpstream(reactor, upstream)
+        description, backend, _ = checkAddresses(reactor, listen, upstream, tls)
     toxics: list[Toxic] | None = None
     found, given = goField(entry, "toxics")
     if found and given is not None:
@@ -172,7 +184,50 @@ def parseProxy(
                 raise
             toxics.append(toxic)
     return ProxySpec(
-        name, listen or DEFAULT_LISTEN, description, upstream, enabled, toxics, protocol)
+        name, listen or DEFAULT_LISTEN, description, upstream, enabled, toxics, protocol,
+        tls, backend)
+
+
+def checkAddresses(reactor: Any, listen: str, upstream: str,
+                   tls: TLSSpec | None) -> tuple[str, str, Any]:
+    """
+    Check a TCP proxy's C{listen} and C{upstream}, made TLS by C{tls}.
+
+    @return: the server endpoint string to listen on, the backend string
+        to connect with, and the backend (L{txvaurien.endpoints}).
+    @raise txvaurien.control.errors.ApiError: 400 naming the field (a
+        C{tls} key when a certificate or CA file is unusable).
+    """
+    if tls is None:
+        description = listenDescription(reactor, listen)
+        return description, upstream, checkUpstream(reactor, upstream)
+    text = tls.listenString(listen.strip() or DEFAULT_LISTEN)
+    description = _tlsChecked(tls, "listen", text, lambda: listenDescription(reactor, text))
+    backend = tls.upstreamString(upstream)
+    parsed = _tlsChecked(tls, "upstream", backend, lambda: checkUpstream(reactor, backend))
+    return description, backend, parsed
+
+
+def _tlsChecked(tls: TLSSpec, leg: str, text: str, check: Any) -> Any:
+    """
+    Run C{check}, which checks the endpoint string C{text} made for leg
+    C{leg}; when C{tls} makes that leg TLS, a 400 it raises names the
+    C{tls} field at fault and gives the reason without C{text}.
+    """
+    try:
+        return check()
+    except errors.ApiError as e:
+        if getattr(tls, leg) is None or e.field != leg:
+            raise
+        reason = e.message
+        quoted = "{!r}: ".format(text.strip())
+        if quoted in reason:
+            reason = reason.split(quoted, 1)[1]
+        field = tls.blame(leg, reason)
+        e.message = "bad request body: {}: {}".format(field, reason)
+        e.args = (e.message,)
+        e.field = field
+        raise
 
 
 def parseProxyList(reactor: Any, registry: Registry, value: Any) -> list[ProxySpec]:

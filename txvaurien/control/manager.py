@@ -35,9 +35,10 @@ from txvaurien.control import errors
 from txvaurien.control.config import (
     DEFAULT_LISTEN,
     ProxySpec,
+    checkAddresses,
     checkUpstream,
-    listenDescription,
 )
+from txvaurien.control.tlsconfig import TLSSpec
 from txvaurien.control.toxics import Toxic, updateToxic
 from txvaurien.proxy import HALF_CLOSED_TIMEOUT, ProxyServerFactory
 from txvaurien.randomness import RandomSource
@@ -102,7 +103,10 @@ class ManagedProxy:
     @ivar requestedListen: the listen address as the client gave it.
     @ivar base: the base L{BehaviorTable}.
     @ivar toxics: its toxics, in the order they were added.
+    @ivar tls: its C{tls} object (our extension), or L{None}.
     """
+
+    tls: TLSSpec | None = None
 
     def __init__(
         self,
@@ -183,6 +187,7 @@ class ManagedProxy:
             "Logger": {},
             "toxics": [toxic.asJSON() for toxic in self.orderedToxics()],
             **_protocolField(self),
+            **({"tls": self.tls.asJSON()} if self.tls is not None else {}),
         }
 
     def behaviorsInUse(self) -> list[Any]:
@@ -300,13 +305,14 @@ class ProxyManager(MultiService):
         handler = registry.protocols.get("tcp").configure({})
         base = buildTable("100:dummy", registry, {}, CONNECTION_SCOPE)
         factory = ProxyServerFactory(
-            checkUpstream(d.reactor, spec.upstream), handler, base, d.reactor, d.random,
+            checkUpstream(d.reactor, spec.backend), handler, base, d.reactor, d.random,
             name=spec.name, connectTimeout=d.connectTimeout, idleTimeout=d.idleTimeout,
             splice=d.splice, halfClosedTimeout=d.halfClosedTimeout)
         service = ProxyService(factory, [spec.description], d.reactor, d.grace, d.backlog)
         service.exitOnListenFailure = exitOnListenFailure
         service.enabled = False
         proxy = ManagedProxy(spec.name, service, spec.upstream, spec.listen, base)
+        proxy.tls = spec.tls
         if spec.toxics:
             proxy.toxics = list(spec.toxics)
             proxy.apply()
@@ -322,9 +328,11 @@ class ProxyManager(MultiService):
                 service.enabled = True
         self._register(proxy)
         _log.info(
-            "Proxy {proxy} created: {listen} -> {upstream} ({state})",
+            "Proxy {proxy} created: {listen}{tlsListen} -> {upstream}{tlsUpstream} ({state})",
             proxy=proxy.name, listen=proxy.listen, upstream=proxy.upstream,
-            state="enabled" if proxy.enabled else "disabled")
+            state="enabled" if proxy.enabled else "disabled",
+            tlsListen=" (TLS)" if spec.tls and spec.tls.listen is not None else "",
+            tlsUpstream=" (TLS)" if spec.tls and spec.tls.upstream is not None else "")
         return proxy
 
     def _start(self, proxy: ManagedProxy) -> None:
@@ -374,7 +382,8 @@ class ProxyManager(MultiService):
         Change a proxy (C{POST}/C{PATCH /proxies/NAME}): a new C{listen} or
         C{upstream} restarts the proxy (closing its connections), as in
         Toxiproxy; C{enabled} binds or unbinds it.  L{None} leaves a value
-        as it is.
+        as it is.  A proxy's C{tls} object applies to its new C{listen}
+        and C{upstream} too.
 
         @raise txvaurien.control.errors.ApiError: 404 for an unknown
             proxy, 400 for a bad address.
@@ -384,8 +393,8 @@ class ProxyManager(MultiService):
         upstream = proxy.upstream if upstream is None else upstream
         enabled = proxy.enabled if enabled is None else enabled
         if listen != proxy.listen or upstream != proxy.upstream:
-            description = listenDescription(self.defaults.reactor, listen)
-            backend = checkUpstream(self.defaults.reactor, upstream)
+            description, _, backend = checkAddresses(
+                self.defaults.reactor, listen, upstream, proxy.tls)
             yield self._stop(proxy)
             proxy.service.listen = [description]
             proxy.requestedListen = proxy._listen = listen or DEFAULT_LISTEN
@@ -426,8 +435,8 @@ class ProxyManager(MultiService):
         for spec in specs:
             existing = self.proxies.get(spec.name)
             if existing is not None:
-                if spec.upstream == existing.upstream and spec.listen in (
-                    existing.listen, existing.requestedListen
+                if spec.upstream == existing.upstream and spec.tls == existing.tls and (
+                    spec.listen in (existing.listen, existing.requestedListen)
                 ):
                     if spec.toxics is not None:
                         existing.toxics = list(spec.toxics)
@@ -592,6 +601,8 @@ class ProxyManager(MultiService):
             raise errors.ApiError(e.message.split(": ", 2)[-1], 400, "backend")
         proxy.factory.backend = parsed
         proxy.upstream = backend.strip()
+        if proxy.tls is not None:
+            proxy.tls = proxy.tls.withoutUpstream()
         _log.info("Proxy {proxy}: backend set to {backend}",
                   proxy=proxy.name, backend=proxy.upstream)
 

@@ -11,6 +11,9 @@ zero C{rate} or a toxicity above 1 is a C{400}, not a stalled connection),
 an unknown attribute is a C{400}, a proxy with no C{listen} binds
 127.0.0.1 rather than every interface, and C{GET /metrics} always serves
 Prometheus metrics.
+
+Our extensions, which Toxiproxy's clients never send: a proxy's
+C{protocol} (C{"udp"}) and its C{tls} object (L{txvaurien.control.tlsconfig}).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from txvaurien.control.config import parseProxy, parseProxyList
 from txvaurien.control.jsonio import BodyError, decodeGo, goField, goJSON
 from txvaurien.control.manager import ProxyManager
 from txvaurien.control.resource import TOXIPROXY, Reply, Route, goReply, readBody
+from txvaurien.control.tlsconfig import parseTLS
 from txvaurien.control.toxics import buildToxic
 
 #: The Toxiproxy version whose API this one reproduces, reported by
@@ -110,7 +114,7 @@ class ToxiproxyAPI:
     def proxyUpdate(self, request: Any, name: str) -> Any:
         """
         C{POST} or C{PATCH /proxies/NAME}: change C{listen}, C{upstream},
-        C{enabled}.
+        C{enabled}; a C{tls} other than the proxy's is a 400.
         """
         manager = self.manager
         manager.get(name)
@@ -121,6 +125,11 @@ class ToxiproxyAPI:
             raise errors.badBody(
                 "json: cannot unmarshal {} into Go value of type toxiproxy.Proxy".format(
                     "array" if isinstance(body, list) else "value"))
+        found, _ = goField(body, "tls")
+        if found and parseTLS(body) != manager.get(name).tls:
+            raise errors.badBody(
+                "tls: a proxy's tls cannot be changed; delete the proxy and create "
+                "it again", "tls")
         d = manager.serialized(
             manager.update, name,
             goType(body, "listen", str, "string"),

@@ -11,7 +11,10 @@ C{GET /connections}, ours.
     live connections; C{{"status": "ok"}};
   - C{GET /behaviors}: every behavior this process knows, third-party
     plugins included, with its options;
-  - C{GET /backend}, C{PUT /backend} C{{"backend": ENDPOINT}};
+  - C{GET /backend}: C{{"backend": ENDPOINT}}, with C{"tls": {...}} when
+    the backend leg is TLS, saying how it is verified (see
+    L{txvaurien.control.tlsconfig.describeBackend}); C{PUT /backend}
+    C{{"backend": ENDPOINT}};
   - C{GET /connections}: the live connections of every proxy.
 
 Errors are Vaurien's (Cornice's): C{{"status": "error", "errors":
@@ -28,6 +31,7 @@ from txvaurien import options
 from txvaurien.control import errors
 from txvaurien.control.jsonio import BodyError, decodeStrict
 from txvaurien.control.manager import ManagedProxy, ProxyManager, addressText, baseOptions
+from txvaurien.control.tlsconfig import describeBackend
 from txvaurien.control.resource import (
     VAURIEN,
     Reply,
@@ -146,9 +150,14 @@ class VaurienAPI:
 
     def getBackend(self, request: Any) -> Reply:
         """
-        C{GET /backend}.
+        C{GET /backend}: the backend as given, and its TLS if it has some.
         """
-        return vaurienReply({"backend": self._proxy(request).upstream})
+        proxy = self._proxy(request)
+        reply: dict[str, Any] = {"backend": proxy.upstream}
+        tls = describeBackend(proxy.factory.backend)
+        if tls is not None:
+            reply["tls"] = tls
+        return vaurienReply(reply)
 
     def putBackend(self, request: Any) -> Any:
         """
