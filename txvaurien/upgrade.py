@@ -33,9 +33,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txvaurien import logs
-from txvaurien.options import Choice, OptionError
+from txvaurien.options import Choice, OptionError, String
 
 _log = logs.logger("txvaurien.tls")
+
+class OptionalString(String):
+    """
+    Any text (a file name, a host name), or nothing (L{None}: not given).
+    """
+
+    def check(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return String.check(self, value)
+
 
 #: The options of in-band upgrades, declared once and shared by the
 #: handlers that support them (C{smtp}, C{postgresql}).
@@ -51,22 +62,22 @@ OPTIONS: dict[str, tuple[str, Any, Any]] = {
     ),
     "tls_certificate": (
         "PEM file of the certificate shown to clients that switch to TLS "
-        "(with its key, unless tls_key is given)", str, ""),
+        "(with its key, unless tls_key is given)", OptionalString(), None),
     "tls_key": ("PEM file of tls_certificate's private key (default: in "
-                "tls_certificate's file)", str, ""),
+                "tls_certificate's file)", OptionalString(), None),
     "tls_ca_dir": (
         "Directory of a CA (ca.pem, ca.key; generated on first use) that mints "
         "the certificate shown to clients that switch to TLS, for the server "
-        "name they ask for", str, ""),
+        "name they ask for", OptionalString(), None),
     "tls_verify": (
         "Verify the backend's certificate and name when the proxy upgrades its "
         "backend leg (turn off only for tests)", bool, True),
     "tls_ca_file": (
         "PEM file of the CAs the backend's certificate must chain to when the "
-        "proxy upgrades its backend leg (default: the system's)", str, ""),
+        "proxy upgrades its backend leg (default: the system's)", OptionalString(), None),
     "tls_server_name": (
         "Name the backend's certificate must carry, also sent as the server "
-        "name (default: the backend's host)", str, ""),
+        "name (default: the backend's host)", OptionalString(), None),
 }
 
 
