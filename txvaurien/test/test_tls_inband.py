@@ -280,8 +280,10 @@ class PostgreSQLUpgradeTests(TestCase):
     @defer.inlineCallbacks
     def test_framedInsideTLS(self) -> Generator[Any, Any, Any]:
         """
-        psycopg verifies the proxy's certificate (C{verify-full}); the
-        proxy verifies PostgreSQL's; queries are framed inside TLS: with
+        psycopg verifies the proxy's certificate (C{verify-full}; SCRAM
+        without channel binding, which would bind to the proxy's
+        certificate and be refused by the server); the proxy verifies
+        PostgreSQL's; queries are framed inside TLS: with
         C{dummy} a query answers, and with C{100:error} it fails with the
         proxy's SQLSTATE, its error read inside TLS.
         """
@@ -302,7 +304,7 @@ class PostgreSQLUpgradeTests(TestCase):
             return psycopg.connect(
                 host="127.0.0.1", port=port, user="postgres", password=PASSWORD,
                 dbname="postgres", connect_timeout=10, sslmode="verify-full",
-                sslrootcert=certs.caFile)
+                sslrootcert=certs.caFile, channel_binding="disable")
 
         def work() -> Any:
             with connect(dummy.port) as connection:
