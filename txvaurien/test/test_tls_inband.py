@@ -11,11 +11,15 @@ import smtplib
 import ssl
 from typing import Any, Generator
 
+import struct
+
 from cryptography import x509
-from twisted.internet import defer
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.threads import deferToThread
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
 
 from txvaurien import tap
 from txvaurien.options import OptionError
@@ -26,8 +30,10 @@ from txvaurien.test.realclients import recordMessages
 from txvaurien.test.servers import requireModule
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
 from txvaurien.test.test_protocol_smtp_integration import client, message, startBackend
-from txvaurien.test.tlshelpers import TestCertificates
+from txvaurien.test.servers import listenBackend
+from txvaurien.test.tlshelpers import TestCertificates, exchange
 from txvaurien.tls.transport import HalfCloseTLS
+from txvaurien.upgrade import BackendGate, OptionalString
 
 
 class OptionsTests(TestCase):
@@ -37,6 +43,22 @@ class OptionsTests(TestCase):
 
     def setUp(self) -> None:
         self.certs = TestCertificates(self)
+
+    def test_backendGateIsHandshakeListener(self) -> None:
+        """
+        L{BackendGate} provides L{IHandshakeListener}: the TLS transport
+        tells it when the backend's handshake is over.
+        """
+        verifyObject(IHandshakeListener, BackendGate(protocol.Protocol(), None, print))
+
+    def test_optionalStringAcceptsNone(self) -> None:
+        """
+        L{OptionalString} takes text, and L{None} for "not given"; it
+        refuses other values.
+        """
+        self.assertIsNone(OptionalString().check(None))
+        self.assertEqual(OptionalString().check("cert.pem"), "cert.pem")
+        self.assertRaises(ValueError, OptionalString().check, 3)
 
     def test_passthroughWithoutCertificate(self) -> None:
         """
@@ -326,6 +348,25 @@ class PostgreSQLUpgradeTests(TestCase):
         self.assertEqual(commands[:2], [("data", "SSLRequest"), ("data", "SSLResponse")])
         self.assertIn(("data", "StartupMessage"), commands)
         self.assertIn(("request", "Query"), commands)
+
+    @defer.inlineCallbacks
+    def test_bytesAfterAcceptanceClose(self) -> Generator[Any, Any, Any]:
+        """
+        A backend that sends bytes after its C{S} (CVE-2021-23222: they
+        cannot be TLS) gets the connection closed: the client receives
+        nothing, neither the C{S} nor the injected bytes.
+        """
+        class Injecting(protocol.Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                self.transport.write(b"SZ\x00\x00\x00\x05I")
+
+        certs = TestCertificates(self)
+        port = listenBackend(self, protocol.Factory.forProtocol(Injecting))
+        proxy = listenProxy(self, port, protocol="postgresql", protocolSettings={
+            "tls_certificate": certs.certFile, "tls_key": certs.keyFile})
+        sslRequest = struct.pack("!ii", 8, 80877103)
+        received = yield deferToThread(exchange, proxy.port, sslRequest)
+        self.assertEqual(received, b"")
 
     @defer.inlineCallbacks
     def test_untrustedBackendIsFatalErrorInsideTLS(self) -> Generator[Any, Any, Any]:
