@@ -305,6 +305,70 @@ class Connection(OrderingMixin, LifecycleMixin):
         self.downstream.injected += len(data)
         self.downstream.route(Frame(data, message))
 
+    # In-band TLS
+
+    def startTLS(self, serverOptions: Any, clientOptions: Any) -> None:
+        """
+        Switch both legs to TLS in band (SMTP's C{STARTTLS}, PostgreSQL's
+        C{SSLRequest}), once everything before the switch is written: the
+        proxy answers the client's handshake with C{serverOptions} (an
+        C{IOpenSSLServerConnectionCreator}) and runs its own with the
+        backend with C{clientOptions} (a L{txvaurien.tls.client.ClientTLS}:
+        chain and name verified).  The session frames the decrypted
+        streams; the client's bytes wait until the backend is verified.
+        Ends with L{tlsUpgradeEnded}.
+        """
+        from txvaurien.upgrade import BackendGate, layerTLS
+
+        backend = self.backend
+        assert backend is not None
+        for pipe in (self.upstream, self.downstream):
+            # Spliced or written straight to a socket, bytes would skip TLS.
+            if pipe.splicer is not None:
+                pipe.splicer.stop()
+            pipe.spliceable = False
+            pipe.releaseSink()
+        gate = BackendGate(backend, clientOptions, self.tlsUpgradeEnded)
+        client = layerTLS(self.client, serverOptions, isClient=False)
+        gate.tls = layerTLS(backend, clientOptions, isClient=True, wrapped=gate)
+        self.upstream.setSource(client)
+        self.downstream.setSink(client)
+        self.downstream.setSource(gate.tls)
+        self.upstream.setSink(gate.tls)
+        self.upstream.pause(CONNECTING)
+        timeout = self.proxy.connectTimeout
+        if timeout and gate.ended is not None:
+            gate.timer = self.callLater(timeout, gate.timedOut, timeout)
+        self.reroute()
+
+    def tlsUpgradeEnded(self, why: str | None) -> None:
+        """
+        The backend leg's in-band handshake ended: with C{why} L{None},
+        verified (the client's bytes flow again); otherwise the client
+        gets the session's C{connectFailed} error naming C{why} (inside
+        TLS) and the connection is closed.
+        """
+        if self.closing:
+            return
+        if why is None:
+            self.upstream.resume(CONNECTING)
+            return
+        self.reason = "backend TLS upgrade failed: " + why
+        _log.warn(
+            "{proxy} #{cid} cannot upgrade backend {backend} to TLS: {why}",
+            proxy=self.proxy.name,
+            cid=self.id,
+            backend=self.proxy.backend.description,
+            why=why,
+        )
+        data = self.session.connectFailed(why)
+        if data:
+            self.downstream.injected += len(data)
+            _t(self.client).write(data)
+        # Read the client again, so that its close_notify ends the close.
+        self.upstream.resume(CONNECTING)
+        self.close()
+
     # Timers
 
     def callLater(self, delay: float, f: Callable[..., Any], *args: Any, **kw: Any) -> Any:

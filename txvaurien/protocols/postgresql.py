@@ -32,11 +32,15 @@ Frames:
     ParameterStatus, NotificationResponse, a FATAL error at shutdown) is
     a L{PUSH}.
 
-If the server accepts SSL or GSS encryption (C{S} or C{G}), or the client
-starts TLS directly, the connection is passed through unframed from then
-on.  A message type or length the protocol does not allow means the
-framers cannot follow the stream: it is logged and the rest of the
-connection is passed through unframed.
+If the server accepts SSL (C{S}) and the handler has a certificate
+(C{tls_certificate} or C{tls_ca_dir}; see L{txvaurien.upgrade}), the proxy
+answers the client's handshake itself, runs its own with the backend, and
+goes on framing inside TLS.  Otherwise, if the server accepts SSL or GSS
+encryption (C{S} or C{G}), or the client starts TLS directly, the
+connection is passed through unframed from then on.  A message type or
+length the protocol does not allow means the framers cannot follow the
+stream: it is logged and the rest of the connection is passed through
+unframed.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txvaurien.frames import DATA, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
+from txvaurien.frames import DATA, DOWNSTREAM, PUSH, REQUEST, RESPONSE, UPSTREAM, Frame, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.protocols._mysqlpg import (
     PREFIX,
@@ -57,6 +61,8 @@ from txvaurien.protocols._mysqlpg import (
     sqlVerb,
 )
 from txvaurien.protocols.base import ProtocolHandler, Session
+from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
+from txvaurien.upgrade import InbandTLS
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -236,6 +242,12 @@ class FrontendFramer(UnitFramer):
         code = int32be(data, pos + 4)
         if code == SSL_REQUEST or code == GSSENC_REQUEST:
             session.awaiting = b"S" if code == SSL_REQUEST else b"G"
+            if code == SSL_REQUEST and session.handler.tls.enabled:
+                # The answer is read by sslAnswer, this once (over whatever
+                # feed the framer has, which it restores).
+                downstream = session.downstream
+                downstream.feedBefore = downstream.__dict__.get("feed")
+                downstream.feed = downstream.sslAnswer
             name = "SSLRequest" if code == SSL_REQUEST else "GSSENCRequest"
             return self.newMessage(DATA, {"command": name}), True
         if code == CANCEL_REQUEST:
@@ -320,9 +332,47 @@ class BackendFramer(UnitFramer):
             pos = end
         return pos
 
+    feedBefore: Any = None
+
+    def sslAnswer(self, data: bytes) -> list[Frame]:
+        """
+        Frame the server's answer to an SSLRequest when the handler
+        upgrades: an C{S} is the proxy's to give.  It writes C{S} to the
+        client itself, before the switch (nothing else is owed to the
+        client at that point), switches both legs to TLS, and frames the
+        C{SSLResponse} without its byte, so that nothing is written again.
+        Any other answer is framed as usual.
+        """
+        self.__dict__.pop("feed", None)
+        if self.feedBefore is not None:
+            self.feed = self.feedBefore  # type: ignore[method-assign]
+            self.feedBefore = None
+        session = self.pg
+        if self.held or data[:1] != b"S" or session.awaiting != b"S":
+            return self.feed(data)
+        session.upgrading = True
+        try:
+            frames = self.feed(data)
+        finally:
+            session.upgrading = False
+        connection: Any = session.connection
+        answer = frames[0]
+        answer.message.meta["upgraded"] = True
+        frames[0] = Frame(b"", answer.message, answer.first, answer.last)
+        if len(data) > 1:
+            # Bytes after the S cannot come from TLS (CVE-2021-23222).
+            connection.close("the server sent {} bytes after accepting SSL".format(
+                len(data) - 1))
+            return frames[:1]
+        connection.client.transport.write(b"S")
+        session.handler.tls.start(connection)
+        return frames
+
     def _unitDone(self) -> None:
         if self.encrypt:
             self.encrypt = False
+            if self.pg.upgrading:
+                return
             self.pg.stopFraming("encryption accepted", warn=False)
 
 
@@ -347,6 +397,7 @@ class PostgreSQLSession(Session):
         Session.__init__(self, handler, connection)
         self.startup = True
         self.awaiting: bytes | None = None
+        self.upgrading = False
         self.status = b"I"
         self.statements: dict[bytes, str] = {}
         self.upstream = FrontendFramer(self)
@@ -384,9 +435,13 @@ class PostgreSQL(ProtocolHandler):
     as its own error (psycopg C{Error} with the C{error_sqlstate} as its
     C{sqlstate}).
 
-    The startup and authentication exchange passes untouched; a connection
-    that starts SSL or GSS encryption is passed through unframed from then
-    on.
+    The startup and authentication exchange passes untouched.  A
+    connection whose SSLRequest the server accepts is upgraded (the proxy
+    speaks TLS to both sides and goes on framing) when a certificate is
+    given (C{tls_certificate} or C{tls_ca_dir}); otherwise, and for GSS
+    encryption, it is passed through unframed from then on.
+
+    @ivar tls: what the settings say about in-band upgrades.
 
     Example::
 
@@ -410,6 +465,11 @@ class PostgreSQL(ProtocolHandler):
             SQLState(),
             "08006",
         ),
+        **UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = PostgreSQLSession
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        ProtocolHandler.__init__(self, settings)
+        self.tls = InbandTLS(self.settings, "protocol-postgresql-")

@@ -13,8 +13,13 @@ C{DATA} is a request answered by the C{354} reply; the message content
 that follows, up to and including the line holding a single dot, is the
 next request, with the pseudo-verb C{MESSAGE}, answered by the final
 reply.  A C{BDAT} command (RFC 3030) is one request with its chunk of
-data.  After C{STARTTLS} is accepted (C{220}), the connection is passed
-through: TLS cannot be framed.
+data.
+
+After C{STARTTLS} is accepted (C{220}), the connection is either
+upgraded (with C{tls_upgrade} and a certificate: the proxy terminates the
+client's TLS and originates its own to the backend, and framing goes on
+inside TLS; see L{txvaurien.upgrade}) or passed through (the encrypted
+bytes are copied unframed).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from txvaurien.frames import (
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
 from txvaurien.protocols.base import Framer, ProtocolHandler, Session
+from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
+from txvaurien.upgrade import InbandTLS
 
 _log = logs.logger("txvaurien.protocols.smtp")
 
@@ -319,6 +326,10 @@ class ReplyFramer(_Framer):
             if code != 354:
                 upstream.dataRefused()
         elif command == "STARTTLS" and code == 220:
+            if self.session.handler.tls.enabled:
+                # Framing goes on inside TLS once this reply is written.
+                self.session.upgradeDue = True
+                return False
             self.session.switch()
             return True
         return False
@@ -396,6 +407,7 @@ class SMTPSession(Session):
     def __init__(self, handler: "SMTP", connection: IConnection) -> None:
         Session.__init__(self, handler, connection)
         self.closing = False
+        self.upgradeDue = False
         self.upstream = CommandFramer(self)
         self.downstream = ReplyFramer(self)
 
@@ -427,9 +439,33 @@ class SMTPSession(Session):
                     "message content" if command == MESSAGE else "an AUTH answer"))
         return "{} txvaurien: {}\r\n".format(status, text).encode("ascii")
 
+    @property
+    def passthrough(self) -> bool:
+        """
+        Whether the connection is passed through (after a C{STARTTLS} that
+        is not upgraded).
+
+        The proxy asks after every read and whenever a Pipe's path may
+        change, in particular right after the backend's C{220} to
+        C{STARTTLS} was written to the client (at once, or later, when
+        faults held it: the last reply leaving the sequencer makes it
+        idle, and the proxy asks again).  That is when an upgrade starts
+        (L{txvaurien.upgrade.InbandTLS.start}): the client sends its hello
+        only after reading the C{220}, so no byte of it can have been read
+        as SMTP.
+        """
+        if self.upgradeDue:
+            connection: Any = self.connection
+            sequencer = connection.downstream.sequencer
+            if sequencer is None or sequencer.idle:
+                self.upgradeDue = False
+                self.handler.tls.start(connection)
+        return self.raw and self.upstream.quiet and self.downstream.quiet
+
     def connectFailed(self, reason: str) -> bytes:
         """
-        A C{421} greeting: the service is not available.
+        A C{421} greeting (or, after an in-band upgrade the backend failed,
+        reply): the service is not available.
         """
         text = _UNPRINTABLE.sub(" ", reason).strip()
         return "421 txvaurien: backend unreachable: {}\r\n".format(text).encode("ascii")
@@ -462,12 +498,17 @@ class SMTP(ProtocolHandler):
     Commands are paired with replies in order, pipelined or not; the
     message content after C{DATA} is a request of its own.  The C{error}
     behavior answers a command with a reply of code C{error_code}.
-    C{STARTTLS} switches the connection to passthrough.
+    C{STARTTLS} upgrades the connection (the proxy speaks TLS to both
+    sides and goes on framing) when a certificate is given
+    (C{tls_certificate} or C{tls_ca_dir}), and passes it through
+    otherwise (or with C{tls_upgrade=passthrough}).
 
     Example::
 
         twistd -n vaurien --proxy 127.0.0.1:2525 --backend 127.0.0.1:25 \\
             --protocol smtp --behavior 10:error --protocol-smtp-error-code 421
+
+    @ivar tls: what the settings say about in-band upgrades.
     """
 
     name = "smtp"
@@ -479,9 +520,14 @@ class SMTP(ProtocolHandler):
             ReplyCode(421, 451, 554),
             451,
         ),
+        **UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = SMTPSession
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        ProtocolHandler.__init__(self, settings)
+        self.tls = InbandTLS(self.settings, "protocol-smtp-")
 
 
 __all__ = ["MESSAGE", "SMTP", "SMTPSession", "CommandFramer", "ReplyFramer"]

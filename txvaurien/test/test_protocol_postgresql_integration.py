@@ -66,12 +66,15 @@ def _unprivileged() -> tuple[int, int]:
 
 
 @defer.inlineCallbacks
-def startPostgres(ssl: bool = False) -> Generator[Any, Any, Any]:
+def startPostgres(ssl: bool = False,
+                  certificate: tuple[str, str] | None = None) -> Generator[Any, Any, Any]:
     """
     Create a cluster in a temporary directory and start PostgreSQL on an
     ephemeral port of 127.0.0.1.
 
     @param ssl: whether the server accepts SSL (a self-signed certificate).
+    @param certificate: the files of the certificate and key to serve
+        instead (copied into the cluster's directory), with C{ssl}.
     @return: a L{defer.Deferred} firing with the running L{PostgresServer}.
     """
     initdb = requireBinary("initdb", "postgresql")
@@ -102,6 +105,10 @@ def startPostgres(ssl: bool = False) -> Generator[Any, Any, Any]:
             "-c", "shared_buffers=16MB", "-c", "logging_collector=off"]
     if ssl:
         cert, key = selfSignedCertificate(directory, uid)
+        if certificate is not None:
+            for source, target in zip(certificate, (cert, key)):
+                with open(source, "rb") as given, open(target, "wb") as copy:
+                    copy.write(given.read())
         argv += ["-c", "ssl=on", "-c", "ssl_cert_file=" + cert, "-c", "ssl_key_file=" + key]
     server = PostgresServer(argv, directory, port, uid, gid)
     yield server.start()
