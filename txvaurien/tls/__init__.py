@@ -5,8 +5,10 @@ on the fly, and the handshake faults of the C{tls_*} behaviors.
 
   - L{txvaurien.tls.certs}: loading, checking and minting certificates;
   - L{txvaurien.tls.server}: the listener side (ALPN, SNI, mTLS);
-  - L{txvaurien.tls.client}: the backend side (verification, SNI,
-    client certificates), and backends chosen by SNI;
+  - L{txvaurien.tls.client}: the backend side (connecting and checking
+    the handshake), and backends chosen by SNI;
+  - L{txvaurien.tls.creator}: each backend connection's TLS
+    (verification, SNI, client certificates);
   - L{txvaurien.tls.metrics}: handshake counters.
 
 This module stays cheap to import: Twisted imports it to list endpoint
