@@ -55,9 +55,6 @@ FAST = "fast"
 TRACKING = "tracking"
 ROUTED = "routed"
 
-_SINK_FULL = SINK_FULL
-_SPLICE_BLOCKED = SPLICE_BLOCKED
-_SEQUENCER_FULL = SEQUENCER_FULL
 
 
 @implementer(IPushProducer)
@@ -96,6 +93,7 @@ class Pipe:
         "injected",
         "fast",
         "path",
+        "_passthrough",
         "eof",
         "eofPending",
         "eofForwarded",
@@ -121,6 +119,7 @@ class Pipe:
         self.injected = 0
         self.fast = False
         self.path = ROUTED
+        self._passthrough = False
         self.eof = False
         self.eofPending = False
         self.eofForwarded = False
@@ -177,13 +176,13 @@ class Pipe:
         """
         The sink's buffer is full.
         """
-        self.pause(_SINK_FULL)
+        self.pause(SINK_FULL)
 
     def resumeProducing(self) -> None:
         """
         The sink's buffer has drained.
         """
-        self.resume(_SINK_FULL)
+        self.resume(SINK_FULL)
 
     def stopProducing(self) -> None:
         """
@@ -195,15 +194,15 @@ class Pipe:
         The splicer's sink cannot take more (C{True}) or can again.
         """
         if blocked:
-            self.pause(_SPLICE_BLOCKED)
+            self.pause(SPLICE_BLOCKED)
         else:
-            self.resume(_SPLICE_BLOCKED)
+            self.resume(SPLICE_BLOCKED)
 
     def _sequencerFull(self, full: bool) -> None:
         if full:
-            self.pause(_SEQUENCER_FULL)
+            self.pause(SEQUENCER_FULL)
         else:
-            self.resume(_SEQUENCER_FULL)
+            self.resume(SEQUENCER_FULL)
 
     # Wiring
 
@@ -232,12 +231,6 @@ class Pipe:
                 stage.release()
         self.connection.reroute()
 
-    def refresh(self) -> None:
-        """
-        Choose both Pipes' paths again (see L{choose}).
-        """
-        self.connection.reroute()
-
     def choose(self, inert: bool) -> None:
         """
         Choose this Pipe's path, and start or stop splicing accordingly.
@@ -249,8 +242,9 @@ class Pipe:
             L{txvaurien.ordering.OrderingMixin.inert}).
         """
         connection = self.connection
+        passthrough = self._passthrough = connection.session.passthrough
         fast = (
-            connection.session.passthrough
+            passthrough
             and self.head is None
             and (self.sequencer is None or self.sequencer.idle)
             and not connection.requestScope
@@ -308,7 +302,7 @@ class Pipe:
                 self.route(frame)
         # The one change no event reports: the session may have switched
         # to passing bytes through (after a TLS upgrade, say).
-        if connection.session.passthrough and not self.eof:
+        if connection.session.passthrough and not self._passthrough and not self.eof:
             connection.reroute()
 
     def _track(self, frames: list[Frame]) -> None:
