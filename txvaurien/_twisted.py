@@ -77,11 +77,7 @@ def writable(transport: Any) -> bool:
     Whether a plain socket transport may be written to directly now:
     connected, not closing, and nothing queued.
     """
-    return (
-        transport.connected
-        and not transport.disconnecting
-        and not (transport._tempDataLen or len(transport.dataBuffer) - transport.offset)
-    )
+    return transport.connected and not transport.disconnecting and sinkIdle(transport)
 
 
 def socketSend(transport: Any, data: bytes) -> int:
