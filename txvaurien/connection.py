@@ -280,12 +280,19 @@ class Connection(OrderingMixin, LifecycleMixin):
             backend=self.proxy.backend.description,
             why=why,
         )
+        self._tellClient(why)
+        self._backendLost = True
+        self.close()
+
+    def _tellClient(self, why: str) -> None:
+        """
+        Write the session's error for a backend that could not be used
+        (C{connectFailed}), counted as injected.
+        """
         data = self.session.connectFailed(why)
         if data:
             self.downstream.injected += len(data)
             _t(self.client).write(data)
-        self._backendLost = True
-        self.close()
 
     def reply(
         self, request: Message | None, data: bytes, close: bool = False,
@@ -361,10 +368,7 @@ class Connection(OrderingMixin, LifecycleMixin):
             backend=self.proxy.backend.description,
             why=why,
         )
-        data = self.session.connectFailed(why)
-        if data:
-            self.downstream.injected += len(data)
-            _t(self.client).write(data)
+        self._tellClient(why)
         # Read the client again, so that its close_notify ends the close.
         self.upstream.resume(CONNECTING)
         self.close()
