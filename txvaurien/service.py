@@ -65,47 +65,58 @@ def buildService(
         parent = MultiService()
     random = RandomSource(core["seed"])
     eventJournal = journal.fromConfig(configuration, reactor, parent)
-    proxy: ProxyService | None = None
+    proxy: Any = None
     if core["backend"] is not None:
         backendText = core["backend"].strip()
         if isDatagram(backendText):
             from txvaurien.datagram.service import serviceFromConfig
 
-            datagrams = serviceFromConfig(configuration, reactor, random)
-            datagrams.setName("proxy")
-            datagrams.setServiceParent(parent)
-            if core["http"] or configuration.proxies:
-                _controlPlane(
-                    configuration, reactor, parent, datagrams,  # type: ignore[arg-type]
-                    random, eventJournal)
-            return parent
-        if backendText == "demo":
-            demo = DemoService(reactor)
-            demo.setServiceParent(parent)
-            backend: Any = DemoBackend(reactor, demo)
+            proxy = serviceFromConfig(configuration, reactor, random)
+            proxy.setServiceParent(parent)
         else:
-            backend = endpoints.parseBackend(reactor, backendText)
-        factory = ProxyServerFactory(
-            backend,
-            configuration.handler,
-            configuration.table,
-            reactor,
-            random,
-            connectTimeout=core["timeout"],
-            idleTimeout=core["idle_timeout"] or None,
-            splice=core["splice"],
-            halfClosedTimeout=core["half_closed_timeout"] or None,
-        )
-        proxy = ProxyService(
-            factory, core["proxy"], reactor, core["shutdown_grace"], core["backlog"])
-        proxy.exitOnListenFailure = True
-        proxy.setName("proxy")
-        proxy.setServiceParent(parent)
-        factory.journal = eventJournal
-        scenario.fromConfig(configuration, reactor, factory, parent)
+            proxy = _streamProxy(configuration, backendText, reactor, random, parent)
+            proxy.factory.journal = eventJournal
+            scenario.fromConfig(configuration, reactor, proxy.factory, parent)
     if core["http"] or configuration.proxies:
         _controlPlane(configuration, reactor, parent, proxy, random, eventJournal)
     return parent
+
+
+def _streamProxy(
+    configuration: Configuration,
+    backendText: str,
+    reactor: Any,
+    random: RandomSource,
+    parent: MultiService,
+) -> ProxyService:
+    """
+    The TCP (or UNIX, TLS) proxy C{--backend} describes, with the demo
+    backend's service when it is C{demo}, added to C{parent}.
+    """
+    core = configuration.core
+    if backendText == "demo":
+        demo = DemoService(reactor)
+        demo.setServiceParent(parent)
+        backend: Any = DemoBackend(reactor, demo)
+    else:
+        backend = endpoints.parseBackend(reactor, backendText)
+    factory = ProxyServerFactory(
+        backend,
+        configuration.handler,
+        configuration.table,
+        reactor,
+        random,
+        connectTimeout=core["timeout"],
+        idleTimeout=core["idle_timeout"] or None,
+        splice=core["splice"],
+        halfClosedTimeout=core["half_closed_timeout"] or None,
+    )
+    proxy = ProxyService(
+        factory, core["proxy"], reactor, core["shutdown_grace"], core["backlog"])
+    proxy.exitOnListenFailure = True
+    proxy.setName("proxy")
+    proxy.setServiceParent(parent)
+    return proxy
 
 
 def _controlPlane(
