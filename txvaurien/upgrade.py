@@ -1,7 +1,7 @@
 # -*- test-case-name: txvaurien.test.test_tls_inband -*-
 """
-In-band TLS upgrades (SMTP's C{STARTTLS}, PostgreSQL's C{SSLRequest}),
-framed on both sides.
+In-band TLS upgrades (SMTP's C{STARTTLS}, PostgreSQL's C{SSLRequest},
+MySQL's SSL request), framed on both sides.
 
 When a client asks its server to switch to TLS in the middle of a
 connection, the proxy can either copy the encrypted bytes (I{passthrough}:
@@ -49,7 +49,7 @@ class OptionalString(String):
 
 
 #: The options of in-band upgrades, declared once and shared by the
-#: handlers that support them (C{smtp}, C{postgresql}).
+#: handlers that support them (C{smtp}, C{postgresql}, C{mysql}).
 OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "tls_upgrade": (
         "When the client switches to TLS in band: upgrade (the proxy answers "

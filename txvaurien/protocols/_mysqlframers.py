@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from txvaurien.frames import DATA, DOWNSTREAM, GREETING, PUSH, REQUEST, RESPONSE, UPSTREAM, Message
+from txvaurien.frames import (
+    DATA,
+    DOWNSTREAM,
+    GREETING,
+    PUSH,
+    REQUEST,
+    RESPONSE,
+    UPSTREAM,
+    Frame,
+    Message,
+)
 from txvaurien.protocols._mysqlpackets import (
     CLIENT_COMPRESS,
     CLIENT_DEPRECATE_EOF,
@@ -93,6 +103,8 @@ class MySQLRequestFramer(_PacketFramer):
     data the server asks for within a command.
     """
 
+    feedBefore: Any = None
+
     def __init__(self, session: MySQLSession) -> None:
         _PacketFramer.__init__(self, UPSTREAM, session)
         self.handshakeSeen = False
@@ -139,9 +151,61 @@ class MySQLRequestFramer(_PacketFramer):
         session.clientCapabilities = capabilities
         session.capabilities = session.serverCapabilities & capabilities
         if capabilities & CLIENT_SSL:
-            self._stopAfterPacket("SSL request")
+            if not session.upgrading:
+                self._stopAfterPacket("SSL request")
             return True
         return False
+
+    def sslRequest(self, data: bytes) -> list[Frame]:
+        """
+        Frame the client's first packet when the handler upgrades and the
+        server offers SSL (it stands in for L{feed}, from the greeting
+        until that packet is whole).
+
+        An SSL request to a server that offers SSL is the proxy's to act
+        on: it writes the request to the backend itself, as it came
+        (nothing else was sent upstream before it), switches both legs to
+        TLS, and hands what followed the request in the read (the start
+        of the client's TLS hello) to the client's TLS layer.  The request
+        is framed as its handshake L{DATA} message, without its bytes, so
+        that nothing writes it again.  Any other first packet is framed
+        as usual.
+        """
+        session = self.mysql
+        buffered = self.held + data
+        if len(buffered) < 6:
+            self.held = buffered
+            return []
+        length = buffered[0] | buffered[1] << 8 | buffered[2] << 16
+        end = 4 + length
+        upgrade = length <= PREFIX and bool(int16(buffered, 4) & CLIENT_SSL)
+        if upgrade and len(buffered) < end:
+            self.held = buffered
+            return []
+        # From now on, the feed this one stood in for.
+        self.__dict__.pop("feed", None)
+        if self.feedBefore is not None:
+            self.feed = self.feedBefore  # type: ignore[method-assign]
+            self.feedBefore = None
+        if not upgrade:
+            return self.feed(data)
+        self.held = b""
+        session.upgrading = True
+        try:
+            frames = self.feed(buffered[:end])
+        finally:
+            session.upgrading = False
+        request = frames[-1]
+        request.message.meta["upgraded"] = True
+        frames[-1] = Frame(b"", request.message, request.first, request.last)
+        connection: Any = session.connection
+        connection.backend.transport.write(buffered[:end])
+        session.tlsStarted = True
+        session.handler.tls.start(connection)
+        rest = buffered[end:]
+        if rest and not connection.closing:
+            connection.client.transport.dataReceived(rest)
+        return frames
 
     def _command(self, data: bytes, body: int, length: int) -> Message:
         session = self.mysql
@@ -266,6 +330,11 @@ class MySQLResponseFramer(_PacketFramer):
         session = self.mysql
         session.serverCapabilities = capabilities
         session.capabilities = capabilities & session.clientCapabilities
+        if capabilities & CLIENT_SSL and session.handler.tls.enabled:
+            # The client's first packet may be an SSL request to upgrade.
+            upstream = session.upstream
+            upstream.feedBefore = upstream.__dict__.get("feed")
+            upstream.feed = upstream.sslRequest
 
     def _terminator(self, data: bytes, body: int, length: int, deprecateEOF: bool) -> bool:
         return data[body] == 0xFE and length < (MAX_PACKET if deprecateEOF else 9)

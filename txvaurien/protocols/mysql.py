@@ -36,13 +36,21 @@ Frames:
     for C{COM_CHANGE_USER}) is L{DATA}; a packet from the server when no
     command awaits an answer is a L{PUSH}.
 
-After an SSL request, or once the handshake has negotiated compression,
-the connection is passed through unframed.  A response whose sequence ids
+An SSL request is upgraded when the handler is given a certificate
+(C{tls_certificate} or C{tls_ca_dir}; see L{txvaurien.upgrade}): the
+proxy answers the client's TLS handshake with its own certificate, sends
+the SSL request on to the server and runs its own handshake with it,
+verifying the server as a C{tls:} backend is verified, and goes on
+framing inside TLS.  Otherwise (C{tls_upgrade=passthrough}, or no
+certificate), and once the handshake has negotiated compression, the
+connection is passed through unframed.  A response whose sequence ids
 do not follow on is a stream the framers cannot follow: it is logged and
 the rest of the connection is passed through unframed.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from zope.interface import implementer
 
@@ -67,6 +75,7 @@ from txvaurien.protocols._mysqlpackets import (
     SERVER_STATUS_CURSOR_EXISTS,
     _COMMAND_PHASE,
     _GREETING_PHASE,
+    _HANDSHAKE_PHASE,
     eofStatus,
     errPacket,
     lenenc,
@@ -75,6 +84,8 @@ from txvaurien.protocols._mysqlpackets import (
 )
 from txvaurien.protocols._mysqlpg import SQLState
 from txvaurien.protocols.base import ProtocolHandler, Session
+from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
+from txvaurien.upgrade import InbandTLS
 
 __all__ = [
     "CLIENT_COMPRESS",
@@ -117,6 +128,8 @@ class MySQLSession(Session):
         within the current exchange.
     @ivar statements: prepared statement id to SQL verb.
     @ivar lastStatement: the id of the statement prepared last.
+    @ivar upgrading: whether the SSL request being framed is upgraded.
+    @ivar tlsStarted: whether the proxy switched both legs to TLS.
     """
 
     serverSpeaksFirst = True
@@ -133,6 +146,8 @@ class MySQLSession(Session):
         self.clientTurn = False
         self.statements: dict[int, str] = {}
         self.lastStatement = -1
+        self.upgrading = False
+        self.tlsStarted = False
         self.upstream = MySQLRequestFramer(self)
         self.downstream = MySQLResponseFramer(self)
 
@@ -156,10 +171,13 @@ class MySQLSession(Session):
     def connectFailed(self, reason: str) -> bytes:
         """
         An ERR packet in place of the server greeting (sequence id 0, no
-        SQLSTATE, as a server refusing a connection sends it).
+        SQLSTATE, as a server refusing a connection sends it); after an
+        in-band upgrade the server failed, in place of the answer to the
+        handshake response the client sends inside TLS (sequence id 3).
         """
+        upgraded = self.tlsStarted and self.phase == _HANDSHAKE_PHASE
         return errPacket(
-            0, self.handler.settings["connect_error_code"], None,
+            3 if upgraded else 0, self.handler.settings["connect_error_code"], None,
             "Can't connect to MySQL server (txvaurien: backend unreachable: {})".format(reason))
 
 
@@ -170,9 +188,13 @@ class MySQL(ProtocolHandler):
     answers a command with an ERR packet the client library raises as its
     own error (PyMySQL C{OperationalError}).
 
-    The handshake passes untouched; a connection that starts TLS (SSL
-    request) or negotiates compression is passed through unframed from
-    then on.
+    The handshake passes untouched.  A connection whose client sends an
+    SSL request is upgraded (the proxy speaks TLS to both sides and goes
+    on framing) when a certificate is given (C{tls_certificate} or
+    C{tls_ca_dir}); otherwise, and once compression is negotiated, it is
+    passed through unframed from then on.
+
+    @ivar tls: what the settings say about in-band upgrades.
 
     Example::
 
@@ -200,6 +222,11 @@ class MySQL(ProtocolHandler):
             Number(int, 1, 65534),
             2003,
         ),
+        **UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = MySQLSession
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        ProtocolHandler.__init__(self, settings)
+        self.tls = InbandTLS(self.settings, "protocol-mysql-")

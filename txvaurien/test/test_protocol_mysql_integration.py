@@ -67,21 +67,28 @@ class MariaDBServer(ExternalServer):
 
 
 @defer.inlineCallbacks
-def startMariaDB(ssl: bool = False) -> Generator[Any, Any, Any]:
+def startMariaDB(ssl: bool = False,
+                 certificate: tuple[str, str] | None = None) -> Generator[Any, Any, Any]:
     """
     Create a data directory in a temporary directory and start MariaDB on
     an ephemeral port of 127.0.0.1.
 
     @param ssl: whether the server offers SSL (a self-signed certificate).
+    @param certificate: the files of the certificate and key to serve
+        instead, with C{ssl}.
     @return: a L{defer.Deferred} firing with the running L{MariaDBServer}.
     """
     installDB = requireBinary("mariadb-install-db", "mariadb-server")
     mariadbd = requireBinary("mariadbd", "mariadb-server")
     directory = tempfile.mkdtemp(prefix="txvaurien-mariadb-")
     data = os.path.join(directory, "data")
-    asRoot = ["--user=root"] if os.getuid() == 0 else []
+    # Its own temporary directory: servers set up at the same time (trial
+    # -j) otherwise collide on the temporary tables of /tmp.
+    tmp = os.path.join(directory, "tmp")
+    os.mkdir(tmp)
+    common = ["--tmpdir=" + tmp] + (["--user=root"] if os.getuid() == 0 else [])
     yield run([installDB, "--no-defaults", "--datadir=" + data,
-               "--auth-root-authentication-method=normal", "--skip-test-db"] + asRoot,
+               "--auth-root-authentication-method=normal", "--skip-test-db"] + common,
               path=directory)
     init = os.path.join(directory, "init.sql")
     with open(init, "w") as f:
@@ -91,9 +98,9 @@ def startMariaDB(ssl: bool = False) -> Generator[Any, Any, Any]:
             "--bind-address=127.0.0.1", "--socket=" + os.path.join(directory, "sock"),
             "--pid-file=" + os.path.join(directory, "pid"), "--init-file=" + init,
             "--skip-name-resolve", "--local-infile=1", "--max-connections=50",
-            "--innodb-buffer-pool-size=16M", "--skip-log-bin"] + asRoot
+            "--innodb-buffer-pool-size=16M", "--skip-log-bin"] + common
     if ssl:
-        cert, key = selfSignedCertificate(directory)
+        cert, key = certificate or selfSignedCertificate(directory)
         argv += ["--ssl-cert=" + cert, "--ssl-key=" + key]
     server = MariaDBServer(argv, directory, port)
     yield server.start()

@@ -1,0 +1,231 @@
+"""
+MySQL's in-band TLS upgrade (the client's SSL request) framed on both
+sides: PyMySQL with C{ssl} through a proxy that upgrades, against MariaDB
+with TLS, on real sockets of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+from typing import Any, Generator
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from txvaurien.protocols.mysql import CLIENT_PROTOCOL_41, CLIENT_SSL, MySQL
+from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import recordMessages
+from txvaurien.test.servers import requireModule
+from txvaurien.test.test_protocol_mysql_integration import PASSWORD, USER, startMariaDB
+from txvaurien.test.tlshelpers import TestCertificates
+from txvaurien.tls.transport import HalfCloseTLS
+
+#: CLIENT_LONG_PASSWORD | CLIENT_SECURE_CONNECTION, with PROTOCOL_41 and SSL.
+_SSL_CAPABILITIES = 0x1 | 0x8000 | CLIENT_PROTOCOL_41 | CLIENT_SSL
+
+
+def _readPacket(sock: socket.socket) -> bytes:
+    header = b""
+    while len(header) < 4:
+        chunk = sock.recv(4 - len(header))
+        if not chunk:
+            raise EOFError("closed in a packet header")
+        header += chunk
+    length = header[0] | header[1] << 8 | header[2] << 16
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(length - len(body))
+        if not chunk:
+            raise EOFError("closed in a packet")
+        body += chunk
+    return body
+
+
+def handshakeInOneWrite(port: int, caFile: str) -> dict[str, Any]:
+    """
+    Read the greeting, then send an SSL request and the TLS client hello
+    in one write (as a client that does not wait may), and finish the
+    handshake over memory BIOs.  Blocking: run it in a thread.
+
+    @return: the certificate the proxy showed (C{getpeercert()}).
+    """
+    context = ssl.create_default_context(cafile=caFile)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        _readPacket(sock)
+        body = struct.pack("<IIB", _SSL_CAPABILITIES, 1 << 24, 33) + b"\x00" * 23
+        request = struct.pack("<I", len(body))[:3] + b"\x01" + body
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sock.sendall(request + outgoing.read())
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = outgoing.read()
+                if pending:
+                    sock.sendall(pending)
+                data = sock.recv(65536)
+                if not data:
+                    raise EOFError("closed during the handshake")
+                incoming.write(data)
+        pending = outgoing.read()
+        if pending:
+            sock.sendall(pending)
+        return tls.getpeercert()
+
+
+class MySQLUpgradeTests(TestCase):
+    """
+    PyMySQL with C{ssl} (the CA and the host name verified) through a
+    proxy that upgrades the SSL request, against MariaDB with TLS.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        self.pymysql = requireModule("pymysql", "PyMySQL")
+        self.certs = TestCertificates(self)
+        # The proxy shows its own certificate, distinct from the server's.
+        self.proxyCert, self.proxyKey = self.certs.serverCertificate(
+            ["localhost", "127.0.0.1"], prefix="proxy")
+
+    def proxy(self, port: int, behavior: str = "100:dummy", **settings: Any) -> Any:
+        protocolSettings = {"tls_certificate": self.proxyCert, "tls_key": self.proxyKey,
+                            "tls_ca_file": self.certs.caFile}
+        protocolSettings.update(settings)
+        return listenProxy(self, port, behavior, protocol="mysql",
+                           protocolSettings=protocolSettings)
+
+    def connect(self, port: int) -> Any:
+        """
+        A blocking PyMySQL connection over TLS, verifying the CA and the
+        name C{127.0.0.1} (call it in a thread).
+        """
+        return self.pymysql.connect(
+            host="127.0.0.1", port=port, user=USER, password=PASSWORD,
+            database="txvaurien", connect_timeout=10, read_timeout=30,
+            ssl_ca=self.certs.caFile, ssl_verify_cert=True, ssl_verify_identity=True)
+
+    def test_optionsDeclared(self) -> None:
+        """
+        The C{mysql} handler declares the upgrade options, and passes
+        through by default.
+        """
+        self.assertIn("tls_upgrade", MySQL.options)
+        self.assertIn("tls_ca_file", MySQL.options)
+        self.assertFalse(MySQL().tls.enabled)
+        self.assertTrue(MySQL({"tls_certificate": self.proxyCert,
+                               "tls_key": self.proxyKey}).tls.enabled)
+
+    @defer.inlineCallbacks
+    def test_framedInsideTLS(self) -> Generator[Any, Any, Any]:
+        """
+        PyMySQL verifies the proxy's certificate, the proxy verifies
+        MariaDB's, and MariaDB sees a TLS session; commands are framed
+        inside TLS: with C{dummy} a query answers, and with C{100:error}
+        it fails with the proxy's ERR packet, read inside TLS.
+        """
+        server = yield startMariaDB(ssl=True, certificate=(self.certs.certFile,
+                                                           self.certs.keyFile))
+        self.addCleanup(server.stop)
+        dummy = self.proxy(server.port)
+        failing = self.proxy(server.port, "100:error")
+        messages = recordMessages(dummy)
+        failed = recordMessages(failing)
+        pymysql = self.pymysql
+
+        def work() -> Any:
+            with self.connect(dummy.port) as connection:
+                cursor = connection.cursor()
+                cursor.execute("SELECT 6 * 7")
+                value = cursor.fetchall()
+                cursor.execute("SHOW STATUS LIKE 'Ssl_version'")
+                version = cursor.fetchall()[0][1]
+                shown = dict(item[0] for item in connection._sock.getpeercert()["subject"])
+                [proxied] = dummy.connections
+                layered = (isinstance(proxied.client.transport, HalfCloseTLS)
+                           and isinstance(proxied.backend.transport, HalfCloseTLS))
+                result = value, version, shown["commonName"], layered
+            # PyMySQL's first command (SET NAMES, as it connects) fails.
+            connection = pymysql.connections.Connection(
+                host="127.0.0.1", port=failing.port, user=USER, password=PASSWORD,
+                database="txvaurien", connect_timeout=10, read_timeout=30,
+                ssl_ca=self.certs.caFile, ssl_verify_identity=True, defer_connect=True)
+            try:
+                connection.connect()
+            except pymysql.OperationalError as e:
+                return result + (e.args[0],)
+            finally:
+                connection.close() if connection.open else None
+            return result
+
+        value, version, commonName, layered, code = yield deferToThread(work)
+        self.assertEqual(value, ((42,),))
+        self.assertTrue(version.startswith("TLS"), version)
+        self.assertEqual(commonName, "localhost")
+        self.assertTrue(layered)
+        self.assertEqual(code, 1105)
+        for recorded in (messages, failed):
+            kinds = [(m.kind, m.meta.get("ssl"), m.meta.get("upgraded")) for m in recorded[:2]]
+            self.assertEqual(kinds, [("greeting", None, None), ("data", True, True)])
+        self.assertEqual([m.meta.get("command") for m in failed if m.kind == "request"],
+                         ["COM_QUERY"])
+        self.assertIn(("request", "COM_QUERY"),
+                      [(m.kind, m.meta.get("command")) for m in messages])
+        self.assertFalse(any(m.meta.get("unframed") for m in messages))
+
+    @defer.inlineCallbacks
+    def test_proxyCertificateShown(self) -> Generator[Any, Any, Any]:
+        """
+        The proxy answers the client's handshake with C{tls_certificate},
+        not the server's: a client that trusts only the test CA sees the
+        proxy's certificate (its own serial number).
+        """
+        server = yield startMariaDB(ssl=True, certificate=(self.certs.certFile,
+                                                           self.certs.keyFile))
+        self.addCleanup(server.stop)
+        proxy = self.proxy(server.port)
+        shown = yield deferToThread(handshakeInOneWrite, proxy.port, self.certs.caFile)
+        with open(self.proxyCert, "rb") as f:
+            from cryptography import x509
+
+            serial = x509.load_pem_x509_certificate(f.read()).serial_number
+        self.assertEqual(int(shown["serialNumber"], 16), serial)
+
+    @defer.inlineCallbacks
+    def test_untrustedServerIsErrorInsideTLS(self) -> Generator[Any, Any, Any]:
+        """
+        A MariaDB whose certificate does not chain to C{tls_ca_file}:
+        PyMySQL's connection fails with the proxy's C{connect_error_code}
+        naming the reason, read inside TLS (numbered as the answer to the
+        handshake response, so PyMySQL reports it rather than a lost
+        connection).
+        """
+        server = yield startMariaDB(ssl=True)
+        self.addCleanup(server.stop)
+        proxy = self.proxy(server.port)
+        pymysql = self.pymysql
+
+        def work() -> Any:
+            try:
+                self.connect(proxy.port).close()
+            except pymysql.OperationalError as e:
+                return e.args
+            return None
+
+        args = yield deferToThread(work)
+        self.assertIsNotNone(args)
+        code, text = args
+        self.assertEqual(code, 2003)
+        self.assertIn("certificate verify failed", text)
+
+
+__all__ = ["MySQLUpgradeTests", "handshakeInOneWrite"]
