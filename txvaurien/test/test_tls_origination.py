@@ -381,3 +381,46 @@ class ClientTLSTests(TestCase):
         """
         self.assertIsNone(ClientTLS("127.0.0.1").sni)
         self.assertEqual(ClientTLS("127.0.0.1", sni="api.test").sni, "api.test")
+
+
+class _ReplyAndClose(protocol.Protocol):
+    """
+    Answers the first bytes with C{"reply:"} and them, then closes (with
+    C{close_notify}, over TLS).
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(b"reply:" + data)
+        self.transport.loseConnection()
+
+
+class BackendCloseTests(TestCase):
+    """
+    A TLS backend's C{close_notify} is an end of stream: what faults hold
+    of its last bytes still reaches the client.
+    """
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_heldReplySurvivesCloseNotify(self) -> Generator[Any, Any, Any]:
+        """
+        The backend answers and closes with C{close_notify} while C{delay}
+        holds its answer: the client still gets the whole answer, then the
+        end of the stream.
+        """
+        from twisted.internet import reactor, ssl
+
+        certs = TestCertificates(self)
+        with open(certs.certFile, "rb") as f, open(certs.keyFile, "rb") as k:
+            options = ssl.PrivateCertificate.loadPEM(f.read() + k.read()).options()
+        listening = reactor.listenSSL(0, protocol.Factory.forProtocol(_ReplyAndClose),
+                                      options, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        backend = parseBackend(reactor, "tls:host=localhost:port={}:caFile={}".format(
+            listening.getHost().port, certs.caFile))
+        proxy = yield listenTLSProxy(self, backend, PLAIN, protocol="tcp",
+                                     behavior="100:delay",
+                                     settings={"delay": {"sleep": 0.2, "before": False}})
+        received = yield inThread(exchange, proxy.port, b"ping")
+        self.assertEqual(received, b"reply:ping")

@@ -11,14 +11,15 @@ import ssl
 from typing import Any, Generator
 
 from twisted.internet import defer, protocol, task
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from txvaurien.test.tlshelpers import TestCertificates, inThread
 from txvaurien.tls import certs
 from txvaurien.tls.server import ServerTLS
-from txvaurien.tls.transport import TLSFactory
+from txvaurien.tls.transport import HalfCloseTLS, TLSFactory
 
 
 @implementer(IHandshakeListener)
@@ -143,3 +144,136 @@ class HalfCloseTLSTests(TestCase):
         yield inThread(client.sendall, b"after")
         yield self.recorder.got
         self.assertEqual(self.recorder.received, b"after")
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseRecorder(Recorder):
+    """
+    A L{Recorder} that is told of ends of stream and answers one with
+    C{"after eof"}, then half-closes.
+    """
+
+    ends = 0
+    lost: Any = None
+
+    def connectionMade(self) -> None:
+        pass
+
+    def readConnectionLost(self) -> None:
+        self.ends += 1
+        self.transport.write(b"after eof")
+        self.transport.loseWriteConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = reason
+
+
+def closeNotifyThenRead(port: int, caFile: str) -> tuple[bytes, str]:
+    """
+    Handshake over memory BIOs, send C{"request"} and C{close_notify},
+    then read what the server still sends until its own C{close_notify}.
+    Blocking: run it in a thread.
+
+    @return: the bytes read, and how the stream ended.
+    """
+    context = ssl.create_default_context(cafile=caFile)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+
+        def pump() -> bool:
+            pending = outgoing.read()
+            if pending:
+                sock.sendall(pending)
+            data = sock.recv(65536)
+            if not data:
+                incoming.write_eof()
+                return False
+            incoming.write(data)
+            return True
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if not pump():
+                    return received, "closed during the handshake"
+        tls.write(b"request")
+        try:
+            tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        sock.sendall(outgoing.read())
+        while True:
+            try:
+                received += tls.read(65536)
+                continue
+            except ssl.SSLZeroReturnError:
+                return received, "close_notify"
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as e:
+                return received, "error: {}".format(e)
+            if not pump():
+                try:
+                    received += tls.read(65536)
+                except ssl.SSLZeroReturnError:
+                    return received, "close_notify"
+                except ssl.SSLError as e:
+                    return received, "eof: {}".format(e)
+                return received, "eof"
+
+
+class CloseNotifyTests(TestCase):
+    """
+    The peer's C{close_notify} is an end of stream for a half-closeable
+    application, which may go on writing.
+    """
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.certs = TestCertificates(self)
+        chain, key = certs.loadKeyPair(self.certs.certFile, self.certs.keyFile)
+        self.recorder = HalfCloseRecorder()
+        inner = protocol.Factory.forProtocol(lambda: self.recorder)
+        self.creator = ServerTLS(chain, key)
+        port = reactor.listenTCP(0, TLSFactory(self.creator, False, inner),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.port = port.getHost().port
+
+    def test_transportIsHalfCloseable(self) -> None:
+        """
+        L{HalfCloseTLS} provides L{IHalfCloseableProtocol}, so that the TCP
+        transport beneath reports a FIN instead of closing at once.
+        """
+        verifyObject(IHalfCloseableProtocol, HalfCloseTLS(
+            TLSFactory(self.creator, False, protocol.Factory()), protocol.Protocol()))
+
+    @defer.inlineCallbacks
+    def test_closeNotifyIsEndOfStream(self) -> Generator[Any, Any, None]:
+        """
+        A client's C{close_notify} reaches the application as
+        C{readConnectionLost}, once, after the bytes before it; what the
+        application writes afterwards reaches the client, followed by the
+        application's own C{close_notify}, and the connection then closes.
+        """
+        received, ended = yield inThread(closeNotifyThenRead, self.port, self.certs.caFile)
+        self.assertEqual((received, ended), (b"after eof", "close_notify"))
+        self.assertEqual(self.recorder.received, b"request")
+        self.assertEqual(self.recorder.ends, 1)
+        while self.recorder.lost is None:
+            yield task.deferLater(self._reactor(), 0.01, lambda: None)
+
+    def _reactor(self) -> Any:
+        from twisted.internet import reactor
+
+        return reactor

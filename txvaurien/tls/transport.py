@@ -16,17 +16,26 @@ handshake) to be over; L{HalfCloseTLS} goes on reading while its
 application is paused but the handshake is not done, and holds back only
 the decrypted bytes, so the two handshakes overlap.  L{HalfCloseTLS.hold}
 stops the handshake itself (the C{tls_delay} behavior).
+
+The peer's C{close_notify} ended the whole connection, replies still
+held by faults on their way to the other side included; L{HalfCloseTLS}
+reports it to the proxy as an end of stream.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from OpenSSL.SSL import Error
+from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 
+@implementer(IHalfCloseableProtocol)
 class HalfCloseTLS(BufferingTLSTransport):
     """
     L{BufferingTLSTransport} with a real C{loseWriteConnection}, and the
@@ -34,10 +43,22 @@ class HalfCloseTLS(BufferingTLSTransport):
     without it, C{producer} named the TCP transport's and a producer that
     checks before unregistering never did, so C{loseConnection} waited
     for it forever).
+
+    The peer's C{close_notify} is an end of stream, as a FIN is on TCP: an
+    application that provides L{IHalfCloseableProtocol} hears of it in
+    C{readConnectionLost} and may go on writing (the proxy still owes the
+    peer's other side what its faults hold); the connection closes once
+    this side has sent its own C{close_notify}.  Other applications see
+    the connection closed, as with Twisted's own TLS.
+
+    @ivar readClosed: whether the peer's C{close_notify} was read.
+    @ivar writeClosed: whether this side sent its C{close_notify}.
     """
 
     _appPaused = False
     _held = 0
+    readClosed = False
+    writeClosed = False
 
     @property
     def producer(self) -> Any:
@@ -107,7 +128,58 @@ class HalfCloseTLS(BufferingTLSTransport):
             # resumes; answer what the handshake asks meanwhile.
             self._flushSendBIO()
             return
-        BufferingTLSTransport._flushReceiveBIO(self)
+        # TLSMemoryBIOProtocol's loop, but for the peer's close_notify.
+        while not (self._lostTLSConnection or self.readClosed):
+            try:
+                data = self._tlsConnection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                if self._endOfStream():
+                    break
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except Error:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, data)
+        self._flushSendBIO()
+
+    def _endOfStream(self) -> bool:
+        """
+        The peer sent C{close_notify}: tell a half-closeable application
+        its read side ended (closing the socket if this side already sent
+        its own).
+
+        @return: whether it was told (else the connection is closed).
+        """
+        application = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if application is None or self.disconnecting:
+            return False
+        self.readClosed = True
+        if self.writeClosed:
+            self._flushSendBIO()
+            raw: Any = self.transport
+            raw.loseConnection()
+        application.readConnectionLost()
+        return True
+
+    def readConnectionLost(self) -> None:
+        """
+        The socket's read side ended (a FIN).  After C{close_notify} it
+        says nothing new; without it (a truncated stream), the connection
+        is closed, as Twisted's TLS does, its application told why.
+        """
+        if self.readClosed:
+            return
+        raw: Any = self.transport
+        raw.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        The socket's write side was shut (after L{loseWriteConnection}).
+        """
 
     def loseWriteConnection(self) -> None:
         """
@@ -121,13 +193,18 @@ class HalfCloseTLS(BufferingTLSTransport):
             self.loseConnection()
             return
         self._aggregator.flush()
+        self.writeClosed = True
         try:
             self._tlsConnection.shutdown()
         except Error:
             pass
         self._flushSendBIO()
         raw: Any = self.transport
-        raw.loseWriteConnection()
+        if self.readClosed:
+            # Both ends said close_notify: nothing more can pass.
+            raw.loseConnection()
+        else:
+            raw.loseWriteConnection()
 
     def useContext(self, context: Any) -> None:
         """
