@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from txvaurien import logs, splice
 from txvaurien.frames import CLOSE_AFTER, DOWNSTREAM, RESPONSE, UPSTREAM, Frame, Message
-from txvaurien.interfaces import IConnection
+from txvaurien.interfaces import IUpgradableConnection
 from txvaurien.lifecycle import OPEN, OPENING, IdleWatch, LifecycleMixin, _t
 from txvaurien.ordering import Exchange, OrderingMixin
 from txvaurien.pipe import CONNECTING, Pipe
@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 _log = logs.logger("txvaurien.proxy")
 
 
-@implementer(IConnection)
+@implementer(IUpgradableConnection)
 class Connection(OrderingMixin, LifecycleMixin):
     """
-    One client and its backend connection (L{IConnection}).
+    One client and its backend connection: an
+    L{txvaurien.interfaces.IConnection} that a session can switch to TLS
+    (L{IUpgradableConnection}).
 
     @ivar id: the connection's number within its proxy.
     @ivar client: the L{ProxyServer}.
@@ -234,6 +236,12 @@ class Connection(OrderingMixin, LifecycleMixin):
             if splice.eligible(client) and splice.eligible(transport):
                 self.upstream.spliceable = self.downstream.spliceable = True
         self._installStages()
+        # A session may have its own say with the backend first (switching
+        # it to TLS): it lets the client's bytes flow when it is done
+        # (tlsUpgradeEnded).
+        prepare = getattr(self.session, "prepareBackend", None)
+        if prepare is not None and prepare():
+            return
         self.upstream.resume(CONNECTING)
 
     def _installStages(self) -> None:
@@ -316,14 +324,15 @@ class Connection(OrderingMixin, LifecycleMixin):
 
     def startTLS(self, serverOptions: Any, clientOptions: Any) -> None:
         """
-        Switch both legs to TLS in band (SMTP's C{STARTTLS}, PostgreSQL's
-        C{SSLRequest}), once everything before the switch is written: the
-        proxy answers the client's handshake with C{serverOptions} (an
-        C{IOpenSSLServerConnectionCreator}) and runs its own with the
-        backend with C{clientOptions} (a L{txvaurien.tls.client.ClientTLS}:
-        chain and name verified).  The session frames the decrypted
-        streams; the client's bytes wait until the backend is verified.
-        Ends with L{tlsUpgradeEnded}.
+        Switch to TLS in band (SMTP's C{STARTTLS}, PostgreSQL's
+        C{SSLRequest}, MySQL's SSL request), once everything before the
+        switch is written: the proxy answers the client's handshake with
+        C{serverOptions} (an C{IOpenSSLServerConnectionCreator}) and runs
+        its own with the backend with C{clientOptions} (a
+        L{txvaurien.tls.client.ClientTLS}: chain and name verified).
+        Either may be L{None}: that leg stays as it is.  The session frames
+        the decrypted streams; the client's bytes wait until the backend is
+        verified, which ends with L{tlsUpgradeEnded}.
         """
         from txvaurien.upgrade import BackendGate, layerTLS
 
@@ -334,18 +343,21 @@ class Connection(OrderingMixin, LifecycleMixin):
             if pipe.splicer is not None:
                 pipe.splicer.stop()
             pipe.spliceable = False
-            pipe.releaseSink()
-        gate = BackendGate(backend, clientOptions, self.tlsUpgradeEnded)
-        client = layerTLS(self.client, serverOptions, isClient=False)
-        gate.tls = layerTLS(backend, clientOptions, isClient=True, wrapped=gate)
-        self.upstream.setSource(client)
-        self.downstream.setSink(client)
-        self.downstream.setSource(gate.tls)
-        self.upstream.setSink(gate.tls)
-        self.upstream.pause(CONNECTING)
-        timeout = self.proxy.connectTimeout
-        if timeout and gate.ended is not None:
-            gate.timer = self.callLater(timeout, gate.timedOut, timeout)
+        if serverOptions is not None:
+            self.downstream.releaseSink()
+            client = layerTLS(self.client, serverOptions, isClient=False)
+            self.upstream.setSource(client)
+            self.downstream.setSink(client)
+        if clientOptions is not None:
+            self.upstream.releaseSink()
+            gate = BackendGate(backend, clientOptions, self.tlsUpgradeEnded)
+            gate.tls = layerTLS(backend, clientOptions, isClient=True, wrapped=gate)
+            self.downstream.setSource(gate.tls)
+            self.upstream.setSink(gate.tls)
+            self.upstream.pause(CONNECTING)
+            timeout = self.proxy.connectTimeout
+            if timeout and gate.ended is not None:
+                gate.timer = self.callLater(timeout, gate.timedOut, timeout)
         self.reroute()
 
     def tlsUpgradeEnded(self, why: str | None) -> None:

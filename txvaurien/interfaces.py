@@ -264,6 +264,32 @@ class IConnection(Interface):
         """
 
 
+class IUpgradableConnection(IConnection):
+    """
+    A connection over streams, which a session can switch to TLS in band
+    (SMTP's C{STARTTLS}, PostgreSQL's C{SSLRequest}, MySQL's SSL request;
+    see L{txvaurien.upgrade}).  Datagram sessions are not.
+    """
+
+    def startTLS(serverOptions, clientOptions):
+        """
+        Put TLS on both legs from now on: the client's handshake answered
+        with C{serverOptions} (an
+        L{twisted.internet.interfaces.IOpenSSLServerConnectionCreator}),
+        the backend's run with C{clientOptions} (a
+        L{txvaurien.tls.client.ClientTLS}, which verifies it).  Everything
+        before the switch must have been written; the client's bytes wait
+        until the backend is verified.  Ends with L{tlsUpgradeEnded}.
+        """
+
+    def tlsUpgradeEnded(why):
+        """
+        The backend leg's handshake ended: with C{why} L{None}, verified;
+        otherwise C{why} says why it failed, the client gets the session's
+        C{connectFailed} error inside TLS and the connection closes.
+        """
+
+
 class IFramer(Interface):
     """
     Cuts one direction's byte stream into frames.

@@ -81,6 +81,21 @@ OPTIONS: dict[str, tuple[str, Any, Any]] = {
 }
 
 
+#: The option of handlers that can also switch the backend leg to TLS on
+#: their own, for clients that do not ask (C{postgresql}, C{smtp}).
+BACKEND_OPTIONS: dict[str, tuple[str, Any, Any]] = {
+    "tls_backend": (
+        "When the backend leg switches to TLS: as_client (when the client "
+        "asks) or always (the proxy asks the backend itself as soon as it "
+        "connects, and verifies it as tls_ca_file, tls_verify and "
+        "tls_server_name say; a backend that refuses or fails verification "
+        "fails the connection with the protocol's error)",
+        Choice("as_client", "always"),
+        "as_client",
+    ),
+}
+
+
 class InbandTLS:
     """
     What a handler's settings say about in-band upgrades: whether to
@@ -90,6 +105,8 @@ class InbandTLS:
 
     @ivar enabled: whether upgrades are made (else they pass through).
     @ivar server: the server side's connection creator, when enabled.
+    @ivar backendAlways: whether the proxy switches the backend leg to TLS
+        itself, whatever the client asks (C{tls_backend=always}).
     """
 
     def __init__(self, settings: dict[str, Any], where: str) -> None:
@@ -111,8 +128,11 @@ class InbandTLS:
                 where + "tls-upgrade",
                 "upgrade needs a certificate: give tls_certificate or tls_ca_dir")
         self.enabled = mode == "upgrade" or (mode == "auto" and configured)
+        self.backendAlways = settings.get("tls_backend") == "always"
         if self.enabled:
             self._load()
+        if self.enabled or self.backendAlways:
+            self._checkTrust()
 
     def _load(self) -> None:
         from txvaurien.tls import certs
@@ -130,7 +150,11 @@ class InbandTLS:
         except certs.TLSConfigError as e:
             raise OptionError(
                 self.where + ("tls-certificate" if certificate else "tls-ca-dir"), str(e))
-        caFile = settings.get("tls_ca_file")
+
+    def _checkTrust(self) -> None:
+        from txvaurien.tls import certs
+
+        caFile = self.settings.get("tls_ca_file")
         if caFile:
             try:
                 certs.checkTrustFile(caFile)
@@ -173,6 +197,27 @@ class InbandTLS:
             connection.tlsUpgradeEnded(str(e))
             return
         connection.startTLS(self.server, clientOptions)
+
+    def startBackend(self, connection: Any) -> None:
+        """
+        Everything the proxy sent the backend before the switch has been
+        written, and the backend agreed: layer TLS on the backend leg of
+        C{connection} alone (the client speaks in clear, or switches with
+        the proxy later: L{startClient}).
+        """
+        try:
+            clientOptions = self.clientOptions(connection.proxy.backend)
+        except ValueError as e:
+            connection.tlsUpgradeEnded(str(e))
+            return
+        connection.startTLS(None, clientOptions)
+
+    def startClient(self, connection: Any) -> None:
+        """
+        The client switches to TLS while the backend leg already is: layer
+        TLS on the client leg alone, answered with the proxy's certificate.
+        """
+        connection.startTLS(self.server, None)
 
 
 def layerTLS(protocol: Any, creator: Any, isClient: bool,
@@ -259,4 +304,4 @@ class BackendGate(Protocol):
         self.protocol.connectionLost(reason)
 
 
-__all__ = ["OPTIONS", "BackendGate", "InbandTLS", "layerTLS"]
+__all__ = ["BACKEND_OPTIONS", "OPTIONS", "BackendGate", "InbandTLS", "layerTLS"]

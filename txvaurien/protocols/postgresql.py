@@ -37,7 +37,9 @@ If the server accepts SSL (C{S}) and the handler has a certificate
 answers the client's handshake itself, runs its own with the backend, and
 goes on framing inside TLS.  Otherwise, if the server accepts SSL or GSS
 encryption (C{S} or C{G}), or the client starts TLS directly, the
-connection is passed through unframed from then on.  A message type or
+connection is passed through unframed from then on.  With
+C{tls_backend=always}, the proxy switches the backend leg to TLS itself,
+whatever the client asks (L{txvaurien.protocols._pgtls}).  A message type or
 length the protocol does not allow means the framers cannot follow the
 stream: it is logged and the rest of the connection is passed through
 unframed.
@@ -60,12 +62,12 @@ from txvaurien.protocols._mysqlpg import (
     remember,
     sqlVerb,
 )
+from txvaurien.protocols._pgtls import GSSENC_REQUEST, SSL_REQUEST, prepareBackend
 from txvaurien.protocols.base import ProtocolHandler, Session
+from txvaurien.upgrade import BACKEND_OPTIONS as BACKEND_UPGRADE_OPTIONS
 from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
 from txvaurien.upgrade import InbandTLS
 
-SSL_REQUEST = 80877103
-GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 
 #: Longest startup-phase message the server accepts.
@@ -163,6 +165,8 @@ class FrontendFramer(UnitFramer):
     Frames what the client sends: startup-phase messages, then requests
     and the data they carry.
     """
+
+    feedBefore: Any = None
 
     def __init__(self, session: PostgreSQLSession) -> None:
         UnitFramer.__init__(self, UPSTREAM, session)
@@ -398,10 +402,21 @@ class PostgreSQLSession(Session):
         self.startup = True
         self.awaiting: bytes | None = None
         self.upgrading = False
+        self.backendTLS = False
+        self.clientTLS = False
         self.status = b"I"
         self.statements: dict[bytes, str] = {}
         self.upstream = FrontendFramer(self)
         self.downstream = BackendFramer(self)
+
+    def prepareBackend(self) -> bool:
+        """
+        With C{tls_backend=always}, switch the backend leg to TLS before
+        the client's bytes flow (L{txvaurien.protocols._pgtls}).
+
+        @return: whether the client's bytes wait for it.
+        """
+        return prepareBackend(self)
 
     def errorReply(self, request: Message | None, reason: str, code: int | None = None) -> bytes:
         """
@@ -466,6 +481,7 @@ class PostgreSQL(ProtocolHandler):
             "08006",
         ),
         **UPGRADE_OPTIONS,
+        **BACKEND_UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = PostgreSQLSession

@@ -1,8 +1,10 @@
 """
 In-band TLS upgrades framed on both sides (L{txvaurien.upgrade}): SMTP's
-C{STARTTLS} with smtplib against aiosmtpd with TLS, on real sockets of
-127.0.0.1; the options that choose between upgrade and passthrough, and
-their errors at start.
+C{STARTTLS} with smtplib against aiosmtpd with TLS, PostgreSQL's
+C{SSLRequest} with psycopg against PostgreSQL with C{ssl=on} (MySQL's in
+L{txvaurien.test.test_tls_mysql}), on real sockets of 127.0.0.1; the
+options that choose between upgrade and passthrough, and their errors at
+start.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from txvaurien import tap
+from txvaurien.interfaces import IUpgradableConnection
 from txvaurien.options import OptionError
 from txvaurien.protocols.postgresql import PostgreSQL
 from txvaurien.protocols.smtp import SMTP
-from txvaurien.test.helpers import listenProxy, testRegistry
+from txvaurien.test.helpers import Harness, listenProxy, testRegistry
 from txvaurien.test.realclients import recordMessages
 from txvaurien.test.servers import requireModule
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
@@ -50,6 +53,14 @@ class OptionsTests(TestCase):
         tells it when the backend's handshake is over.
         """
         verifyObject(IHandshakeListener, BackendGate(protocol.Protocol(), None, print))
+
+    def test_connectionIsUpgradable(self) -> None:
+        """
+        A stream L{txvaurien.connection.Connection} provides
+        L{IUpgradableConnection}, what L{InbandTLS.start} calls.
+        """
+        connection = Harness().accept().protocol.connection
+        verifyObject(IUpgradableConnection, connection)
 
     def test_optionalStringAcceptsNone(self) -> None:
         """

@@ -1,0 +1,198 @@
+"""
+The backend leg switched to TLS by the proxy itself (C{tls_backend=always};
+L{txvaurien.upgrade.BACKEND_OPTIONS}), for clients that speak in clear or
+switch with the proxy alone: psycopg against PostgreSQL with C{ssl=on},
+on real sockets of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from txvaurien.options import OptionError
+from txvaurien.protocols.postgresql import PostgreSQL
+from txvaurien.test.helpers import listenProxy
+from txvaurien.test.realclients import recordMessages
+from txvaurien.test.servers import requireModule, sharedServer
+from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
+from txvaurien.test.tlshelpers import TestCertificates
+
+
+class _Kept:
+    """
+    Stands for a test case whose cleanups never run: the certificates of
+    the shared server outlive any one test (they go with its directory).
+    """
+
+    def addCleanup(self, *args: Any) -> None:
+        pass
+
+
+_certificates: list[TestCertificates] = []
+
+
+def sharedCertificates() -> TestCertificates:
+    """
+    The certificates of the PostgreSQL server these tests share.
+    """
+    if not _certificates:
+        _certificates.append(TestCertificates(_Kept()))
+    return _certificates[0]
+
+
+def startSSLPostgres() -> defer.Deferred:
+    certs = sharedCertificates()
+    return startPostgres(ssl=True, certificate=(certs.certFile, certs.keyFile))
+
+
+#: What the server says of the session of the query's connection.
+SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+class PostgreSQLBackendTLSTests(TestCase):
+    """
+    psycopg through a proxy with C{tls_backend=always}, against
+    PostgreSQL with C{ssl=on}.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Generator[Any, Any, Any]:
+        self.psycopg = requireModule("psycopg", "psycopg[binary]")
+        self.certs = sharedCertificates()
+        self.server = yield sharedServer("postgresql-ssl", startSSLPostgres)
+
+    def proxy(self, behavior: str = "100:dummy", port: int | None = None,
+              **settings: Any) -> Any:
+        protocolSettings = {"tls_backend": "always", "tls_ca_file": self.certs.caFile}
+        protocolSettings.update(settings)
+        return listenProxy(self, port or self.server.port, behavior, protocol="postgresql",
+                           protocolSettings=protocolSettings)
+
+    def connect(self, port: int, sslmode: str, **kwargs: Any) -> Any:
+        return self.psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", password=PASSWORD,
+            dbname="postgres", connect_timeout=10, sslmode=sslmode, autocommit=True,
+            **kwargs)
+
+    def test_optionDeclared(self) -> None:
+        """
+        The C{postgresql} handler declares C{tls_backend}, off by default;
+        a CA file that is not PEM is refused at start, even without a
+        certificate for clients.
+        """
+        self.assertIn("tls_backend", PostgreSQL.options)
+        self.assertFalse(PostgreSQL().tls.backendAlways)
+        self.assertTrue(PostgreSQL({"tls_backend": "always"}).tls.backendAlways)
+        notPEM = self.certs.write("not.pem", b"not a certificate")
+        error = self.assertRaises(OptionError, PostgreSQL,
+                                  {"tls_backend": "always", "tls_ca_file": notPEM})
+        self.assertIn("tls-ca-file", str(error))
+
+    @defer.inlineCallbacks
+    def test_clearClientGetsTLSBackend(self) -> Generator[Any, Any, Any]:
+        """
+        A client with C{sslmode=disable} talks to the proxy in clear; the
+        server sees a TLS session (C{pg_stat_ssl}); queries are framed: with
+        C{dummy} they answer, with C{100:error} they fail with the proxy's
+        SQLSTATE.
+        """
+        dummy = self.proxy()
+        failing = self.proxy("100:error")
+        messages = recordMessages(dummy)
+        psycopg = self.psycopg
+
+        def work() -> Any:
+            with self.connect(dummy.port, "disable") as connection:
+                ssl = connection.execute(SSL_IN_USE).fetchone()[0]
+                result = ssl, connection.pgconn.ssl_in_use
+            with self.connect(failing.port, "disable") as connection:
+                try:
+                    connection.execute("SELECT 1")
+                except psycopg.Error as e:
+                    return result + (e.sqlstate,)
+            return result
+
+        result = yield deferToThread(work)
+        self.assertEqual(result, (True, False, "XX000"))
+        self.assertIn(("request", "Query"), [(m.kind, m.meta.get("command")) for m in messages])
+
+    @defer.inlineCallbacks
+    def test_preferWithoutCertificateAnsweredN(self) -> Generator[Any, Any, Any]:
+        """
+        A client that asks for SSL (libpq's C{sslmode=prefer}) from a proxy
+        without a certificate is answered C{N} by the proxy and goes on in
+        clear; the backend leg is TLS all the same.
+        """
+        proxy = self.proxy()
+
+        def work() -> Any:
+            with self.connect(proxy.port, "prefer") as connection:
+                return (connection.execute(SSL_IN_USE).fetchone()[0],
+                        connection.pgconn.ssl_in_use)
+
+        result = yield deferToThread(work)
+        self.assertEqual(result, (True, False))
+
+    @defer.inlineCallbacks
+    def test_bothLegsWithCertificate(self) -> Generator[Any, Any, Any]:
+        """
+        With a certificate too, a client with C{sslmode=verify-full} gets
+        the proxy's C{S} and TLS with the proxy, whose own TLS with the
+        server was made before: both legs are TLS and queries answer
+        (without channel binding, which cannot cross a proxy that
+        terminates TLS).
+        """
+        proxyCert, proxyKey = self.certs.serverCertificate(
+            ["localhost", "127.0.0.1"], prefix="proxy-backend-upgrade")
+        proxy = self.proxy(tls_certificate=proxyCert, tls_key=proxyKey)
+
+        def work() -> Any:
+            with self.connect(proxy.port, "verify-full", sslrootcert=self.certs.caFile,
+                              channel_binding="disable") as connection:
+                return (connection.execute(SSL_IN_USE).fetchone()[0],
+                        connection.pgconn.ssl_in_use,
+                        connection.execute("SELECT 6 * 7").fetchone()[0])
+
+        result = yield deferToThread(work)
+        self.assertEqual(result, (True, True, 42))
+
+    @defer.inlineCallbacks
+    def test_untrustedServerIsFatal(self) -> Generator[Any, Any, Any]:
+        """
+        A server whose certificate does not chain to C{tls_ca_file}: the
+        clear client's connection fails with the proxy's FATAL error
+        naming the reason.
+        """
+        other = TestCertificates(self)
+        proxy = self.proxy(tls_ca_file=other.caFile)
+        text = yield deferToThread(self._failure, proxy.port)
+        self.assertIn("txvaurien: could not connect to the backend", text)
+        self.assertIn("certificate verify failed", text)
+
+    @defer.inlineCallbacks
+    def test_serverWithoutSSLIsFatal(self) -> Generator[Any, Any, Any]:
+        """
+        A server that answers C{N} to the proxy's SSLRequest: the client's
+        connection fails with the proxy's FATAL error saying so.
+        """
+        server = yield startPostgres()
+        self.addCleanup(server.stop)
+        proxy = self.proxy(port=server.port)
+        text = yield deferToThread(self._failure, proxy.port)
+        self.assertIn("the server does not accept SSL", text)
+
+    def _failure(self, port: int) -> str | None:
+        try:
+            self.connect(port, "disable").close()
+        except self.psycopg.OperationalError as e:
+            return str(e)
+        return None
+
+
+__all__ = ["PostgreSQLBackendTLSTests"]
