@@ -363,13 +363,17 @@ class Connection(OrderingMixin, LifecycleMixin):
     def tlsUpgradeEnded(self, why: str | None) -> None:
         """
         The backend leg's in-band handshake ended: with C{why} L{None},
-        verified (the client's bytes flow again); otherwise the client
+        verified (the session's optional C{backendReady} is called, then
+        the client's bytes flow again); otherwise the client
         gets the session's C{connectFailed} error naming C{why} (inside
         TLS) and the connection is closed.
         """
         if self.closing:
             return
         if why is None:
+            ready = getattr(self.session, "backendReady", None)
+            if ready is not None:
+                ready()
             self.upstream.resume(CONNECTING)
             return
         self.reason = "backend TLS upgrade failed: " + why

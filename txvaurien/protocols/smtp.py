@@ -19,7 +19,9 @@ After C{STARTTLS} is accepted (C{220}), the connection is either
 upgraded (with C{tls_upgrade} and a certificate: the proxy terminates the
 client's TLS and originates its own to the backend, and framing goes on
 inside TLS; see L{txvaurien.upgrade}) or passed through (the encrypted
-bytes are copied unframed).
+bytes are copied unframed).  With C{tls_backend=always}, the proxy
+switches the backend leg to TLS itself for clients in clear
+(L{txvaurien.protocols._smtptls}).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from txvaurien.frames import (
 )
 from txvaurien.interfaces import IConnection, IFramer, IProtocolSession
 from txvaurien.options import Choice
+from txvaurien.protocols._smtptls import prepareBackend
 from txvaurien.protocols.base import Framer, ProtocolHandler, Session
+from txvaurien.upgrade import BACKEND_OPTIONS as BACKEND_UPGRADE_OPTIONS
 from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
 from txvaurien.upgrade import InbandTLS
 
@@ -408,6 +412,7 @@ class SMTPSession(Session):
         Session.__init__(self, handler, connection)
         self.closing = False
         self.upgradeDue = False
+        self.preparing: Any = None
         self.upstream = CommandFramer(self)
         self.downstream = ReplyFramer(self)
 
@@ -461,6 +466,25 @@ class SMTPSession(Session):
                 self.upgradeDue = False
                 self.handler.tls.start(connection)
         return self.raw and self.upstream.quiet and self.downstream.quiet
+
+    def prepareBackend(self) -> bool:
+        """
+        With C{tls_backend=always}, switch the backend leg to TLS before
+        the client's commands flow (L{txvaurien.protocols._smtptls}).
+
+        @return: whether the client's bytes wait for it.
+        """
+        return prepareBackend(self)
+
+    def backendReady(self) -> None:
+        """
+        The backend leg the proxy switched to TLS itself is verified: the
+        client gets the greeting held for it.
+        """
+        preparing = self.preparing
+        if preparing is not None:
+            self.preparing = None
+            preparing.ready()
 
     def connectFailed(self, reason: str) -> bytes:
         """
@@ -521,6 +545,7 @@ class SMTP(ProtocolHandler):
             451,
         ),
         **UPGRADE_OPTIONS,
+        **BACKEND_UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = SMTPSession

@@ -2,11 +2,14 @@
 The backend leg switched to TLS by the proxy itself (C{tls_backend=always};
 L{txvaurien.upgrade.BACKEND_OPTIONS}), for clients that speak in clear or
 switch with the proxy alone: psycopg against PostgreSQL with C{ssl=on},
-on real sockets of 127.0.0.1.
+smtplib against aiosmtpd requiring C{STARTTLS}, on real sockets of
+127.0.0.1.
 """
 
 from __future__ import annotations
 
+import smtplib
+import ssl
 from typing import Any, Generator
 
 from twisted.internet import defer
@@ -15,10 +18,12 @@ from twisted.trial.unittest import TestCase
 
 from txvaurien.options import OptionError
 from txvaurien.protocols.postgresql import PostgreSQL
+from txvaurien.protocols.smtp import SMTP
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.realclients import recordMessages
 from txvaurien.test.servers import requireModule, sharedServer
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
+from txvaurien.test.test_protocol_smtp_integration import client, message, startBackend
 from txvaurien.test.tlshelpers import TestCertificates
 
 
@@ -195,4 +200,115 @@ class PostgreSQLBackendTLSTests(TestCase):
         return None
 
 
-__all__ = ["PostgreSQLBackendTLSTests"]
+class SMTPBackendTLSTests(TestCase):
+    """
+    smtplib in clear through a proxy with C{tls_backend=always}, against
+    aiosmtpd that requires C{STARTTLS} before C{MAIL}.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.certs = TestCertificates(self)
+
+    def backend(self, tls: bool = True) -> tuple[int, Any]:
+        if not tls:
+            return startBackend(self)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certs.certFile, self.certs.keyFile)
+        return startBackend(self, tls_context=context, require_starttls=True)
+
+    def proxy(self, port: int, behavior: str = "100:dummy", caFile: str | None = None,
+              **kwargs: Any) -> Any:
+        return listenProxy(self, port, behavior, protocol="smtp", protocolSettings={
+            "tls_backend": "always", "tls_ca_file": caFile or self.certs.caFile}, **kwargs)
+
+    def send(self, port: int) -> Any:
+        """
+        Send one message in clear; return what went wrong, or L{None}.
+        """
+        try:
+            with client(port) as smtp:
+                smtp.send_message(message(1))
+        except smtplib.SMTPException as e:
+            return e
+        return None
+
+    def test_optionDeclared(self) -> None:
+        """
+        The C{smtp} handler declares C{tls_backend}, off by default.
+        """
+        self.assertIn("tls_backend", SMTP.options)
+        self.assertFalse(SMTP().tls.backendAlways)
+
+    @defer.inlineCallbacks
+    def test_clearClientSendsThroughTLS(self) -> Generator[Any, Any, Any]:
+        """
+        The server refuses a client in clear (C{530}, it requires
+        C{STARTTLS}); through the proxy, the same client gets the server's
+        greeting and its message is delivered, and the replies to the
+        proxy's own C{EHLO} and C{STARTTLS} never reach the client (its
+        C{EHLO} answers inside TLS, without C{STARTTLS} on offer).
+        """
+        port, handler = self.backend()
+        proxy = self.proxy(port)
+        direct = yield deferToThread(self.send, port)
+        self.assertIsInstance(direct, smtplib.SMTPSenderRefused)
+        self.assertEqual(direct.smtp_code, 530)
+
+        def work() -> Any:
+            smtp = smtplib.SMTP(timeout=10)
+            greeting = smtp.connect("127.0.0.1", proxy.port)
+            with smtp:
+                code, features = smtp.ehlo()
+                smtp.send_message(message(2))
+                return greeting, code, smtp.has_extn("starttls")
+
+        greeting, code, offered = yield deferToThread(work)
+        self.assertEqual(greeting[0], 220)
+        self.assertIn(b"backend.example", greeting[1])
+        self.assertEqual((code, offered), (250, False))
+        self.assertEqual([m[1] for m in handler.messages], [["rcpt2@example.org"]])
+
+    @defer.inlineCallbacks
+    def test_framedAfterSwitch(self) -> Generator[Any, Any, Any]:
+        """
+        Commands are framed once the backend leg is TLS: C{error} matching
+        C{MAIL} refuses the sender with its C{451}.
+        """
+        port, handler = self.backend()
+        proxy = self.proxy(port, "100:error", settings={"error": {"match": "command=MAIL"}})
+        error = yield deferToThread(self.send, proxy.port)
+        self.assertIsInstance(error, smtplib.SMTPSenderRefused)
+        self.assertEqual(error.smtp_code, 451)
+        self.assertEqual(handler.messages, [])
+
+    @defer.inlineCallbacks
+    def test_noStartTLSOnOfferIs421(self) -> Generator[Any, Any, Any]:
+        """
+        A server that does not offer C{STARTTLS}: the client's greeting is
+        C{421}, naming the reason.
+        """
+        port, handler = self.backend(tls=False)
+        proxy = self.proxy(port)
+        error = yield deferToThread(self.send, proxy.port)
+        self.assertIsInstance(error, smtplib.SMTPConnectError)
+        self.assertEqual(error.smtp_code, 421)
+        self.assertIn(b"does not offer STARTTLS", error.smtp_error)
+
+    @defer.inlineCallbacks
+    def test_untrustedServerIs421(self) -> Generator[Any, Any, Any]:
+        """
+        A server whose certificate does not chain to C{tls_ca_file}: the
+        client's greeting is C{421}, naming the verification failure.
+        """
+        port, handler = self.backend()
+        proxy = self.proxy(port, caFile=TestCertificates(self).caFile)
+        error = yield deferToThread(self.send, proxy.port)
+        self.assertIsInstance(error, smtplib.SMTPConnectError)
+        self.assertEqual(error.smtp_code, 421)
+        self.assertIn(b"certificate verify failed", error.smtp_error)
+        self.assertEqual(handler.messages, [])
+
+
+__all__ = ["PostgreSQLBackendTLSTests", "SMTPBackendTLSTests"]
