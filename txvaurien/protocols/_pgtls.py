@@ -23,31 +23,13 @@ import struct
 from typing import Any
 
 from txvaurien.frames import DATA, Frame
+from txvaurien.protocols._standin import StandIn
 
 #: The codes of the requests for encryption (SSLRequest, GSSENCRequest).
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 
 _NAMES = {SSL_REQUEST: "SSLRequest", GSSENC_REQUEST: "GSSENCRequest"}
-
-
-def _standIn(framer: Any, feed: Any) -> None:
-    """
-    Make C{feed} stand in for C{framer}'s own until it gives way
-    (L{_giveWay}).
-    """
-    framer.feedBefore = framer.__dict__.get("feed")
-    framer.feed = feed
-
-
-def _giveWay(framer: Any) -> None:
-    """
-    Put back the feed a stand-in replaced.
-    """
-    framer.__dict__.pop("feed", None)
-    if framer.feedBefore is not None:
-        framer.feed = framer.feedBefore
-        framer.feedBefore = None
 
 
 #: The SASL mechanism that binds to the TLS channel, and the message and
@@ -75,10 +57,10 @@ def hideChannelBinding(framer: Any) -> None:
     offered no binding, says it could have, which the server takes for a
     downgrade.
     """
-    _standIn(framer, lambda data: _offer(framer, data))
+    standIn = StandIn(framer, lambda data: _offer(framer, standIn, data))
 
 
-def _offer(framer: Any, data: bytes) -> list[Frame]:
+def _offer(framer: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     buffered = framer.held + data
     if len(buffered) < 9:
         framer.held = buffered
@@ -96,7 +78,7 @@ def _offer(framer: Any, data: bytes) -> list[Frame]:
                 m for m in mechanisms.split(b"\x00") if m + b"\x00" != _PLUS)
             buffered = (struct.pack("!BiI", kind, 8 + len(kept), code) + kept
                         + buffered[end:])
-    _giveWay(framer)
+    standIn.giveWay()
     framer.held = b""
     return framer.feed(buffered)
 
@@ -113,18 +95,18 @@ def prepareBackend(session: Any) -> bool:
         return False
     connection = session.connection
     downstream = session.downstream
-    _standIn(downstream, lambda data: backendAnswer(downstream, data))
+    standIn = StandIn(downstream, lambda data: backendAnswer(downstream, standIn, data))
     connection.backend.transport.write(struct.pack("!ii", 8, SSL_REQUEST))
     return True
 
 
-def backendAnswer(framer: Any, data: bytes) -> list[Frame]:
+def backendAnswer(framer: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     """
     The backend's answer to the proxy's own SSLRequest: an C{S} alone
     layers TLS on the backend leg; anything else fails the connection.
     Nothing reaches the client.
     """
-    _giveWay(framer)
+    standIn.giveWay()
     session = framer.pg
     connection = session.connection
     if data[:1] != b"S":
@@ -138,14 +120,20 @@ def backendAnswer(framer: Any, data: bytes) -> list[Frame]:
             "the server sent {} bytes after accepting SSL".format(len(data) - 1))
         return []
     session.backendTLS = True
-    upstream = session.upstream
-    _standIn(upstream, lambda data: clientRequest(upstream, data))
+    awaitClientRequest(session.upstream)
     hideChannelBinding(framer)
     session.handler.tls.startBackend(connection)
     return []
 
 
-def clientRequest(framer: Any, data: bytes) -> list[Frame]:
+def awaitClientRequest(framer: Any) -> None:
+    """
+    Read the client's next message with L{clientRequest}.
+    """
+    standIn = StandIn(framer, lambda data: clientRequest(framer, standIn, data))
+
+
+def clientRequest(framer: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     """
     The client's first message once the backend leg is TLS: an SSLRequest
     or GSSENCRequest is the proxy's to answer; anything else is framed as
@@ -155,7 +143,7 @@ def clientRequest(framer: Any, data: bytes) -> list[Frame]:
     if len(buffered) < 8:
         framer.held = buffered
         return []
-    _giveWay(framer)
+    standIn.giveWay()
     length, code = struct.unpack_from("!ii", buffered)
     if length != 8 or code not in _NAMES:
         framer.held = b""
@@ -178,8 +166,9 @@ def clientRequest(framer: Any, data: bytes) -> list[Frame]:
         session.handler.tls.startClient(connection)
     else:
         # Refused, the client may ask again (SSL after GSS encryption).
-        _standIn(framer, lambda data: clientRequest(framer, data))
+        awaitClientRequest(framer)
     return frames
 
 
-__all__ = ["backendAnswer", "clientRequest", "hideChannelBinding", "prepareBackend"]
+__all__ = ["awaitClientRequest", "backendAnswer", "clientRequest", "hideChannelBinding",
+           "prepareBackend"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from txvaurien.frames import Frame
+from txvaurien.protocols._standin import StandIn
 
 #: The name the proxy gives in its own C{EHLO}.
 EHLO = b"EHLO txvaurien\r\n"
@@ -41,8 +42,7 @@ class BackendStartTLS:
     def __init__(self, session: Any) -> None:
         self.session = session
         self.framer = session.downstream
-        self.feedBefore = self.framer.__dict__.get("feed")
-        self.framer.feed = self.feed
+        self.standIn = StandIn(self.framer, self.feed)
         self.step = "greeting"
         self.buffer = b""
         self.reply: list[bytes] = []
@@ -59,14 +59,8 @@ class BackendStartTLS:
             pipe.nbytes -= len(greeting)  # Counted when read.
             pipe.dataReceived(greeting)
 
-    def _giveWay(self) -> None:
-        framer = self.framer
-        framer.__dict__.pop("feed", None)
-        if self.feedBefore is not None:
-            framer.feed = self.feedBefore
-
     def _fail(self, why: str) -> list[Frame]:
-        self._giveWay()
+        self.standIn.giveWay()
         self.session.connection.tlsUpgradeEnded(why)
         return []
 
@@ -106,7 +100,7 @@ class BackendStartTLS:
         if self.step == "greeting":
             if code != b"220":
                 # The server refuses the session: the client hears it.
-                self._giveWay()
+                self.standIn.giveWay()
                 frames: list[Frame] = self.framer.feed(b"".join(reply) + self.buffer)
                 connection.tlsUpgradeEnded(None)
                 return frames
@@ -131,7 +125,7 @@ class BackendStartTLS:
             # Bytes after the 220 cannot come from TLS (CVE-2021-38371).
             return self._fail("the server sent {} bytes after accepting STARTTLS".format(
                 len(self.buffer)))
-        self._giveWay()
+        self.standIn.giveWay()
         self.session.handler.tls.startBackend(connection)
         return []
 
