@@ -82,7 +82,8 @@ OPTIONS: dict[str, tuple[str, Any, Any]] = {
 
 
 #: The option of handlers that can also switch the backend leg to TLS on
-#: their own, for clients that do not ask (C{postgresql}, C{smtp}).
+#: their own, for clients that do not ask (C{postgresql}, C{smtp},
+#: C{mysql}).
 BACKEND_OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "tls_backend": (
         "When the backend leg switches to TLS: as_client (when the client "

@@ -82,8 +82,10 @@ from txvaurien.protocols._mysqlpackets import (
     okStatus,
     packet,
 )
+from txvaurien.protocols import _mysqltls
 from txvaurien.protocols._mysqlpg import SQLState
 from txvaurien.protocols.base import ProtocolHandler, Session
+from txvaurien.upgrade import BACKEND_OPTIONS as BACKEND_UPGRADE_OPTIONS
 from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
 from txvaurien.upgrade import InbandTLS
 
@@ -148,8 +150,20 @@ class MySQLSession(Session):
         self.lastStatement = -1
         self.upgrading = False
         self.tlsStarted = False
+        self.backendShift = False
+        self.heldResponse = b""
         self.upstream = MySQLRequestFramer(self)
         self.downstream = MySQLResponseFramer(self)
+        if handler.tls.backendAlways:
+            _mysqltls.prepare(self)
+
+    def backendReady(self) -> None:
+        """
+        The backend leg is verified: when the proxy switched it alone,
+        the client's handshake response goes on (L{_mysqltls.ready}).
+        """
+        if self.backendShift:
+            _mysqltls.ready(self)
 
     def errorReply(self, request: Message | None, reason: str, code: int | None = None) -> bytes:
         """
@@ -173,11 +187,15 @@ class MySQLSession(Session):
         An ERR packet in place of the server greeting (sequence id 0, no
         SQLSTATE, as a server refusing a connection sends it); after an
         in-band upgrade the server failed, in place of the answer to the
-        handshake response the client sends inside TLS (sequence id 3).
+        handshake response the client sends inside TLS (sequence id 3), or
+        sent in clear while the proxy switched the backend leg alone
+        (sequence id 2).
         """
-        upgraded = self.tlsStarted and self.phase == _HANDSHAKE_PHASE
+        sequence = 0
+        if self.phase == _HANDSHAKE_PHASE:
+            sequence = 3 if self.tlsStarted else 2 if self.backendShift else 0
         return errPacket(
-            3 if upgraded else 0, self.handler.settings["connect_error_code"], None,
+            sequence, self.handler.settings["connect_error_code"], None,
             "Can't connect to MySQL server (txvaurien: backend unreachable: {})".format(reason))
 
 
@@ -223,6 +241,7 @@ class MySQL(ProtocolHandler):
             2003,
         ),
         **UPGRADE_OPTIONS,
+        **BACKEND_UPGRADE_OPTIONS,
     }
     framesRequests = True
     sessionClass = MySQLSession

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Sequence
 
 from twisted.internet import defer, reactor, threads
 
@@ -67,8 +67,8 @@ class MariaDBServer(ExternalServer):
 
 
 @defer.inlineCallbacks
-def startMariaDB(ssl: bool = False,
-                 certificate: tuple[str, str] | None = None) -> Generator[Any, Any, Any]:
+def startMariaDB(ssl: bool = False, certificate: tuple[str, str] | None = None,
+                 extra: Sequence[str] = ()) -> Generator[Any, Any, Any]:
     """
     Create a data directory in a temporary directory and start MariaDB on
     an ephemeral port of 127.0.0.1.
@@ -76,6 +76,7 @@ def startMariaDB(ssl: bool = False,
     @param ssl: whether the server offers SSL (a self-signed certificate).
     @param certificate: the files of the certificate and key to serve
         instead, with C{ssl}.
+    @param extra: more command-line options of the server.
     @return: a L{defer.Deferred} firing with the running L{MariaDBServer}.
     """
     installDB = requireBinary("mariadb-install-db", "mariadb-server")
@@ -102,6 +103,7 @@ def startMariaDB(ssl: bool = False,
     if ssl:
         cert, key = certificate or selfSignedCertificate(directory)
         argv += ["--ssl-cert=" + cert, "--ssl-key=" + key]
+    argv += list(extra)
     server = MariaDBServer(argv, directory, port)
     yield server.start()
     return server

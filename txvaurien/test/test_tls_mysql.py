@@ -1,7 +1,9 @@
 """
 MySQL's in-band TLS upgrade (the client's SSL request) framed on both
 sides: PyMySQL with C{ssl} through a proxy that upgrades, against MariaDB
-with TLS, on real sockets of 127.0.0.1.
+with TLS; and the backend leg switched by the proxy alone
+(C{tls_backend=always}) for PyMySQL in clear, against MariaDB with
+C{require_secure_transport}; on real sockets of 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from twisted.trial.unittest import TestCase
 from txvaurien.protocols.mysql import CLIENT_PROTOCOL_41, CLIENT_SSL, MySQL
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.realclients import recordMessages
-from txvaurien.test.servers import requireModule
-from txvaurien.test.test_protocol_mysql_integration import PASSWORD, USER, startMariaDB
+from txvaurien.test.servers import requireModule, sharedServer
+from txvaurien.test.test_protocol_mysql_integration import (
+    ED_PASSWORD,
+    ED_USER,
+    PASSWORD,
+    USER,
+    startMariaDB,
+)
 from txvaurien.test.tlshelpers import TestCertificates
 from txvaurien.tls.transport import HalfCloseTLS
 
@@ -228,4 +236,177 @@ class MySQLUpgradeTests(TestCase):
         self.assertIn("certificate verify failed", text)
 
 
-__all__ = ["MySQLUpgradeTests", "handshakeInOneWrite"]
+class _Kept:
+    """
+    Stands for a test case whose cleanups never run: the certificates of
+    the shared server outlive any one test.
+    """
+
+    def addCleanup(self, *args: Any) -> None:
+        pass
+
+
+_certificates: list[TestCertificates] = []
+
+
+def sharedCertificates() -> TestCertificates:
+    """
+    The certificates of the MariaDB server these tests share.
+    """
+    if not _certificates:
+        _certificates.append(TestCertificates(_Kept()))
+    return _certificates[0]
+
+
+def startSecureMariaDB() -> defer.Deferred:
+    certs = sharedCertificates()
+    return startMariaDB(ssl=True, certificate=(certs.certFile, certs.keyFile),
+                        extra=["--require-secure-transport=ON"])
+
+
+class MySQLBackendTLSTests(TestCase):
+    """
+    PyMySQL in clear through a proxy with C{tls_backend=always}, against
+    MariaDB that refuses connections without TLS.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Generator[Any, Any, Any]:
+        self.pymysql = requireModule("pymysql", "PyMySQL")
+        self.certs = sharedCertificates()
+        self.server = yield sharedServer("mariadb-secure", startSecureMariaDB)
+
+    def proxy(self, behavior: str = "100:dummy", port: int | None = None,
+              **settings: Any) -> Any:
+        protocolSettings = {"tls_backend": "always", "tls_ca_file": self.certs.caFile}
+        protocolSettings.update(settings)
+        return listenProxy(self, port or self.server.port, behavior, protocol="mysql",
+                           protocolSettings=protocolSettings)
+
+    def connect(self, port: int, user: str = USER, password: str = PASSWORD,
+                **kwargs: Any) -> Any:
+        return self.pymysql.connect(
+            host="127.0.0.1", port=port, user=user, password=password,
+            database="txvaurien", connect_timeout=10, read_timeout=30, **kwargs)
+
+    def failure(self, port: int, **kwargs: Any) -> Any:
+        """
+        The error args of connecting to C{port} (in a thread), or L{None}.
+        """
+        try:
+            self.connect(port, **kwargs).close()
+        except self.pymysql.MySQLError as e:
+            return e.args
+        return None
+
+    def test_optionDeclared(self) -> None:
+        """
+        The C{mysql} handler declares C{tls_backend}, off by default.
+        """
+        self.assertIn("tls_backend", MySQL.options)
+        self.assertFalse(MySQL().tls.backendAlways)
+        self.assertTrue(MySQL({"tls_backend": "always"}).tls.backendAlways)
+
+    @defer.inlineCallbacks
+    def test_clearClientGetsTLSBackend(self) -> Generator[Any, Any, Any]:
+        """
+        The server refuses PyMySQL in clear; through the proxy the same
+        client logs in (with C{mysql_native_password}, and with
+        C{ed25519}, whose authentication switch adds packets each way to
+        renumber) and the server's session is TLS.  The greeting the
+        client sees does not offer SSL (the proxy has no certificate to
+        give), so PyMySQL's default (TLS if offered) goes in clear too.
+        """
+        proxy = self.proxy()
+        messages = recordMessages(proxy)
+        # The same login fails in clear (MariaDB says "Access denied") and
+        # works over TLS.
+        clear = yield deferToThread(self.failure, self.server.port, ssl_disabled=True)
+        self.assertIsNotNone(clear)
+        secure = yield deferToThread(self.failure, self.server.port, ssl_ca=self.certs.caFile)
+        self.assertIsNone(secure)
+
+        def work() -> Any:
+            results = []
+            for user, password, disabled in ((USER, PASSWORD, True),
+                                             (ED_USER, ED_PASSWORD, True),
+                                             (USER, PASSWORD, False)):
+                with self.connect(proxy.port, user, password,
+                                  ssl_disabled=disabled) as connection:
+                    cursor = connection.cursor()
+                    cursor.execute("SHOW STATUS LIKE 'Ssl_version'")
+                    version = cursor.fetchall()[0][1]
+                    cursor.execute("SELECT 6 * 7")
+                    results.append((version[:3], cursor.fetchall(),
+                                    bool(connection.server_capabilities & CLIENT_SSL),
+                                    isinstance(connection._sock, ssl.SSLSocket)))
+            return results
+
+        results = yield deferToThread(work)
+        self.assertEqual(results, [("TLS", ((42,),), False, False)] * 3)
+        self.assertIn(("request", "COM_QUERY"),
+                      [(m.kind, m.meta.get("command")) for m in messages])
+
+    @defer.inlineCallbacks
+    def test_errorAfterSwitch(self) -> Generator[Any, Any, Any]:
+        """
+        Commands are framed once the handshake is over: C{100:error}
+        answers PyMySQL's first command with the proxy's ERR packet.
+        """
+        proxy = self.proxy("100:error")
+        args = yield deferToThread(self.failure, proxy.port)
+        self.assertEqual(args, (1105, "error injected by txvaurien"))
+
+    @defer.inlineCallbacks
+    def test_sslClientUpgradedOnBothLegs(self) -> Generator[Any, Any, Any]:
+        """
+        With a certificate too, the greeting offers SSL and a client that
+        asks for it is upgraded on both legs, as without C{tls_backend}.
+        """
+        proxyCert, proxyKey = self.certs.serverCertificate(
+            ["localhost", "127.0.0.1"], prefix="proxy-mysql-backend")
+        proxy = self.proxy(tls_certificate=proxyCert, tls_key=proxyKey)
+
+        def work() -> Any:
+            with self.connect(proxy.port, ssl_ca=self.certs.caFile,
+                              ssl_verify_identity=True) as connection:
+                cursor = connection.cursor()
+                cursor.execute("SHOW STATUS LIKE 'Ssl_version'")
+                return (cursor.fetchall()[0][1][:3],
+                        isinstance(connection._sock, ssl.SSLSocket))
+
+        result = yield deferToThread(work)
+        self.assertEqual(result, ("TLS", True))
+
+    @defer.inlineCallbacks
+    def test_untrustedServerIsErr(self) -> Generator[Any, Any, Any]:
+        """
+        A server whose certificate does not chain to C{tls_ca_file}: the
+        client's login fails with the proxy's ERR naming the reason,
+        numbered as the answer to its handshake response (so PyMySQL
+        reports it rather than a lost connection).
+        """
+        proxy = self.proxy(tls_ca_file=TestCertificates(self).caFile)
+        args = yield deferToThread(self.failure, proxy.port)
+        self.assertIsNotNone(args)
+        self.assertEqual(args[0], 2003)
+        self.assertIn("certificate verify failed", args[1])
+
+    @defer.inlineCallbacks
+    def test_serverWithoutSSLIsErr(self) -> Generator[Any, Any, Any]:
+        """
+        A server whose greeting does not offer SSL: the client gets an
+        ERR in place of the greeting, saying so.
+        """
+        server = yield startMariaDB()
+        self.addCleanup(server.stop)
+        proxy = self.proxy(port=server.port)
+        args = yield deferToThread(self.failure, proxy.port)
+        self.assertIsNotNone(args)
+        self.assertEqual(args[0], 2003)
+        self.assertIn("the server does not offer SSL", args[1])
+
+
+__all__ = ["MySQLBackendTLSTests", "MySQLUpgradeTests", "handshakeInOneWrite"]
