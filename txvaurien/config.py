@@ -354,9 +354,10 @@ def _resolve(
         )
     core["proxy"] = [p if isDatagram(p) else endpoints.checkListen(reactor, p)
                      for p in core["proxy"]]
+    backend = None
     if (core["backend"] is not None and core["backend"].strip() != "demo"
             and not isDatagram(core["backend"])):
-        endpoints.parseBackend(reactor, core["backend"])
+        backend = endpoints.parseBackend(reactor, core["backend"])
     httpListen = None
     if core["http"]:
         from txvaurien.control.server import controlEndpoint
@@ -398,6 +399,8 @@ def _resolve(
     protocolSettings = options.validate(
         template, protocolValues, where="protocol {} option ".format(template.name))
     handler = template.configure(protocolSettings)
+    if backend is not None:
+        endpoints.checkProtocol(backend, handler.name)
 
     scope = core["behavior_scope"]
     if scope == "auto":

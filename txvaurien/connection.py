@@ -49,6 +49,9 @@ class Connection(OrderingMixin, LifecycleMixin):
     @ivar requestScope: whether behaviors are chosen per request.
     @ivar tracked: requests written while no fault could act (see
         L{inert}) whose responses have not ended yet, oldest first.
+    @ivar early: bytes a backend read from the client to choose itself
+        (a C{host:} backend reads the first request head), or L{None}:
+        the upstream Pipe gets them first when the backend connects.
     """
 
     __slots__ = (
@@ -75,6 +78,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         "state",
         "tableVersion",
         "tracked",
+        "early",
     )
 
     def __init__(self, proxy: ProxyServerFactory, client: ProxyServer, id: int) -> None:
@@ -97,6 +101,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         self._backendLost = False
         self.state = OPENING
         self.tableVersion = proxy.tableVersion
+        self.early: bytes | None = None
         # A deque costs ~600 bytes: only protocols that pair responses
         # with requests need one.
         self.tracked: Any = deque() if proxy.handler.framesRequests else ()
@@ -234,6 +239,10 @@ class Connection(OrderingMixin, LifecycleMixin):
             if splice.eligible(client) and splice.eligible(transport):
                 self.upstream.spliceable = self.downstream.spliceable = True
         self._installStages()
+        early = self.early
+        if early is not None:
+            self.early = None
+            self.upstream.dataReceived(early)
         self.upstream.resume(CONNECTING)
 
     def _installStages(self) -> None:
