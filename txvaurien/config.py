@@ -46,8 +46,10 @@ CORE: dict[str, tuple[str, Any, Any]] = {
     ),
     "backend": (
         "Where to forward: a client endpoint string (tcp:host=H:port=P, "
-        "unix:/path, tls:...), host:port, or 'demo' for the built-in demo "
-        "HTTP backend",
+        "unix:/path, tls:...), host:port, 'demo' for the built-in demo "
+        "HTTP backend, or routes NAME=BACKEND|...|*=BACKEND chosen by the "
+        "TLS server name (sni:...) or the HTTP Host (host:..., with "
+        "--protocol http)",
         str,
         None,
     ),
