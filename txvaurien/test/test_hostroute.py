@@ -20,15 +20,19 @@ from twisted.logger import globalLogPublisher
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import resource, server
+from zope.interface.verify import verifyObject
 
 from txvaurien import tap
 from txvaurien.endpoints import EndpointError, TCPBackend, checkProtocol, parseBackend
+from txvaurien.frames import REQUEST
 from txvaurien.hostroute import HostBackend, withoutPort
+from txvaurien.interfaces import IFramer, IProtocolSession
 from txvaurien.protocols._httpstream import HEAD_LIMIT
 from txvaurien.test.helpers import Harness
 from txvaurien.test.servers import listenBackend, requireBinary
 from txvaurien.test.tlshelpers import TestCertificates, curl, inThread, listenTLSProxy
 from txvaurien.tls.client import SNIBackend
+from txvaurien.protocols.http import MISDIRECTED
 
 ROUTES = "host:a.test=127.0.0.1:1001|b.test=127.0.0.1:1002|b.test:8080=127.0.0.1:1003"
 
@@ -317,6 +321,38 @@ class InMemoryTests(SynchronousTestCase):
         client.lose()
         self.assertEqual(self.harness.factory.connections, set())
 
+    def test_h11ParserRoutesToo(self) -> None:
+        """
+        With the h11 parser, the head is read with it and routed alike.
+        """
+        self.harness.handler.settings["parser"] = "h11"
+        client = self.harness.accept()
+        client.send(_get("b.test:8080"))
+        self.harness.reactor.advance(0)
+        self.assertEqual(self.dialled(), [("127.0.0.1", 1003)])
+
+    def test_routedFramersAreFramers(self) -> None:
+        """
+        Once routed, the session's framers still provide L{IFramer}, and
+        the session L{IProtocolSession}; a misdirected request is one
+        empty request marked L{MISDIRECTED}, and what follows it is
+        dropped.
+        """
+        client = self.harness.accept()
+        client.send(_get("a.test"))
+        self.harness.reactor.advance(0)
+        session = client.protocol.connection.session
+        verifyObject(IProtocolSession, session)
+        verifyObject(IFramer, session.upstream)
+        verifyObject(IFramer, session.downstream)
+        frames = session.upstream.feed(
+            _get("a.test") + _get("b.test", "Content-Length: 5\r\n") + b"12")
+        self.assertEqual([(f.message.kind, f.data, f.first, f.last) for f in frames], [
+            (REQUEST, _get("a.test"), True, True), (REQUEST, b"", True, True)])
+        self.assertEqual(frames[1].message.meta[MISDIRECTED], "b.test")
+        self.assertEqual(session.upstream.feed(b"345" + _get("a.test")), [])
+        self.assertEqual(session.upstream.finish(), [])
+
     def test_otherHostOnSameConnectionGets421(self) -> None:
         """
         After the first request, one for a host of another backend is not
@@ -549,6 +585,62 @@ class TLSTests(TestCase):
             "https://a.test:{}/".format(proxy.port))
         self.assertEqual(code, 0, err)
         self.assertIn(b"no backend for Host 'c.test'", out)
+
+
+class _Length(resource.Resource):
+    isLeaf = True
+
+    def render_POST(self, request: Any) -> bytes:
+        return str(len(request.content.read())).encode()
+
+
+def _tlsPost(port: int, cafile: str, size: int) -> bytes:
+    import ssl
+
+    body = b"x" * size
+    head = "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n"
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="a.test") as s:
+            # One write: several TLS records the proxy decrypts in one read.
+            s.sendall(head.format(size).encode() + body)
+            received = b""
+            while True:
+                try:
+                    data = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
+                if not data:
+                    break
+                received += data
+    return received
+
+
+class TLSBodyTests(TestCase):
+    """
+    The bytes a TLS listener decrypts in the same read as the first head
+    reach the backend too, in order.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_bodyAfterHeadInSameReadKept(self) -> Generator[Any, Any, None]:
+        """
+        A first request of 200000 bytes of body, written at once over TLS,
+        reaches its backend whole.
+        """
+        from twisted.internet import reactor
+
+        certs = TestCertificates(self)
+        port = listenBackend(self, server.Site(_Length()))
+        backend = parseBackend(reactor, "host:a.test=127.0.0.1:{}".format(port))
+        proxy = yield listenTLSProxy(
+            self, backend, "ssl:0:interface=127.0.0.1:caCert={}:caKey={}".format(
+                certs.caFile, certs.caKeyFile))
+        answer = yield inThread(_tlsPost, proxy.port, certs.caFile, 200000)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
+        self.assertTrue(answer.endswith(b"\r\n\r\n200000"), answer[-100:])
 
 
 class ControlTests(TestCase):
