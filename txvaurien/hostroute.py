@@ -103,6 +103,8 @@ class _SameBackend:
     def __init__(self, backend: HostBackend, chosen: Any, host: str | None) -> None:
         self.backend = backend
         self.chosen = chosen
+        # The last Host that went to the chosen backend: most requests on
+        # a connection repeat it.
         self.host = host
 
     def __call__(self, head: bytes, target: str | None) -> str | None:
@@ -114,7 +116,10 @@ class _SameBackend:
             host = requestHost(head, target)
         except InvalidHead:
             return "(several)"
+        if host == self.host:
+            return None
         if self.backend.choose(host) is self.chosen:
+            self.host = host
             return None
         return host or ""
 
@@ -198,8 +203,12 @@ class _HeadRead:
             return
         self._stopTimer()
         self.transport.pauseProducing()
-        # Dial on the next turn: a TLS listener goes on handing over what
-        # it decrypted in this read, which must be kept too.
+        if getattr(self.transport, "hold", None) is None:
+            # A socket: this read was the last one until the Pipe resumes.
+            self._dial(chosen, host)
+            return
+        # TLS: the listener goes on handing over what it decrypted in this
+        # read, which must be kept too; dial on the next turn.
         self.call = self.backend.reactor.callLater(0, self._dial, chosen, host)
 
     def readConnectionLost(self) -> None:

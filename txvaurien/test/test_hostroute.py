@@ -200,16 +200,15 @@ class InMemoryTests(SynchronousTestCase):
     def test_headInPiecesChoosesBackendAndReachesItFirst(self) -> None:
         """
         The client is read while no backend is connected; once its head
-        is whole, the backend its C{Host} names is dialled on the next turn
-        and gets every byte read, in order, before later ones.
+        is whole, the client is paused, the backend its C{Host} names is
+        dialled, and it gets every byte read, in order, before later ones.
         """
         client = self.harness.accept()
         self.assertEqual(client.transport.producerState, "producing")
         client.send(b"GET / HTTP/1.1\r\nHo")
+        self.assertEqual(self.dialled(), [])
         client.send(b"st: B.test\r\n\r\nPOST")
         self.assertEqual(client.transport.producerState, "paused")
-        self.assertEqual(self.dialled(), [])
-        self.harness.reactor.advance(0)
         self.assertEqual(self.dialled(), [("127.0.0.1", 1002)])
         self.assertNotIn("dataReceived", vars(client.protocol))
         backend = self.harness.backendConnects()
@@ -220,6 +219,23 @@ class InMemoryTests(SynchronousTestCase):
         self.assertEqual(backend.received(),
                          b"POST /x HTTP/1.1\r\nHost: b.test\r\nContent-Length: 0\r\n\r\n")
         self.assertEqual(self.harness.reactor.getDelayedCalls(), [])
+
+    def test_tlsListenerDialsOnNextTurnKeepingLaterBytes(self) -> None:
+        """
+        Behind a TLS listener (a transport that can C{hold}), which hands
+        over all it decrypted in one read, the dial waits for the next turn
+        and the bytes handed over after the head are kept, in order.
+        """
+        client = self.harness.accept()
+        client.transport.hold = lambda: None  # type: ignore[attr-defined]
+        client.send(_get("a.test"))
+        client.send(b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(self.dialled(), [])
+        self.harness.reactor.advance(0)
+        self.assertEqual(self.dialled(), [("127.0.0.1", 1001)])
+        backend = self.harness.backendConnects()
+        self.assertEqual(backend.received(),
+                         _get("a.test") + b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
 
     def assertRefused(self, client: Any, reason: str) -> None:
         answer = client.received()
@@ -288,8 +304,8 @@ class InMemoryTests(SynchronousTestCase):
 
     def test_clientGoneLeavesNothingBehind(self) -> None:
         """
-        A client that leaves while its head is read, or between the head
-        and the dial, cancels the attempt: no timer, no dial, its protocol
+        A client that leaves while its head is read, or (behind TLS)
+        between the head and the dial, cancels the attempt: no timer, no dial, its protocol
         restored, the connection finished.
         """
         client = self.harness.accept()
@@ -299,6 +315,7 @@ class InMemoryTests(SynchronousTestCase):
         self.assertNotIn("dataReceived", vars(client.protocol))
         self.assertEqual(self.harness.factory.connections, set())
         client = self.harness.accept()
+        client.transport.hold = lambda: None  # type: ignore[attr-defined]
         client.send(_get("a.test"))
         client.lose()
         self.harness.reactor.advance(0)
