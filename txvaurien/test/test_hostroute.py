@@ -227,7 +227,7 @@ class InMemoryTests(SynchronousTestCase):
         and the bytes handed over after the head are kept, in order.
         """
         client = self.harness.accept()
-        client.transport.hold = lambda: None  # type: ignore[attr-defined]
+        client.transport.hold = lambda: None
         client.send(_get("a.test"))
         client.send(b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
         self.assertEqual(self.dialled(), [])
@@ -315,7 +315,7 @@ class InMemoryTests(SynchronousTestCase):
         self.assertNotIn("dataReceived", vars(client.protocol))
         self.assertEqual(self.harness.factory.connections, set())
         client = self.harness.accept()
-        client.transport.hold = lambda: None  # type: ignore[attr-defined]
+        client.transport.hold = lambda: None
         client.send(_get("a.test"))
         client.lose()
         self.harness.reactor.advance(0)
