@@ -25,6 +25,7 @@ reason, and a warning names the host.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.python.failure import Failure
@@ -35,6 +36,8 @@ from txvaurien.protocols._httpheads import HTTPTOOLS, InvalidHead, readHead, req
 from txvaurien.protocols._httpstream import HEAD_LIMIT, findHeadEnd
 
 _log = logs.logger("txvaurien.hostroute")
+
+_EMPTY_LINES = re.compile(rb"[\r\n]*")
 
 
 class HostRouteError(Exception):
@@ -140,6 +143,7 @@ class _HeadRead:
         self.connection = connection = getattr(factory, "connection", None)
         self.chunks: list[bytes] = []
         self.size = 0
+        self.scanned = 0
         self.finished = False
         self.inner: Any = None
         self.call: Any = None
@@ -178,11 +182,14 @@ class _HeadRead:
             return
         data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks = [data]
-        start = len(data) - len(data.lstrip(b"\r\n"))
-        end = findHeadEnd(data, start)
+        # Empty lines may come before a request; the search for the empty
+        # line that ends the head goes on where the last one stopped.
+        start = _EMPTY_LINES.match(data).end()  # type: ignore[union-attr]
+        end = findHeadEnd(data, max(start, self.scanned))
         if end < 0:
             if self.size - start > HEAD_LIMIT:
                 self._fail("no end of request head within {} bytes".format(HEAD_LIMIT))
+            self.scanned = max(start, self.size - 3)
             return
         if end - start > HEAD_LIMIT:
             self._fail("request head longer than {} bytes".format(HEAD_LIMIT))

@@ -220,6 +220,21 @@ class InMemoryTests(SynchronousTestCase):
                          b"POST /x HTTP/1.1\r\nHost: b.test\r\nContent-Length: 0\r\n\r\n")
         self.assertEqual(self.harness.reactor.getDelayedCalls(), [])
 
+    def test_emptyLinesAndSplitEndOfHead(self) -> None:
+        """
+        Empty lines before the request, and an empty line that ends the
+        head cut between two reads, are read like the framer reads them;
+        the backend gets them all.
+        """
+        client = self.harness.accept()
+        for piece in (b"\r\n", b"\r\nGET / HTTP/1.1\r\nHost: a.test\r", b"\n\r"):
+            client.send(piece)
+            self.assertEqual(self.dialled(), [])
+        client.send(b"\n")
+        self.assertEqual(self.dialled(), [("127.0.0.1", 1001)])
+        backend = self.harness.backendConnects()
+        self.assertEqual(backend.received(), b"\r\n\r\n" + _get("a.test"))
+
     def test_tlsListenerDialsOnNextTurnKeepingLaterBytes(self) -> None:
         """
         Behind a TLS listener (a transport that can C{hold}), which hands
