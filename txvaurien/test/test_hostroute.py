@@ -30,7 +30,8 @@ from txvaurien.interfaces import IFramer, IProtocolSession
 from txvaurien.protocols._httpstream import HEAD_LIMIT
 from txvaurien.test.helpers import Harness
 from txvaurien.test.servers import listenBackend, requireBinary
-from txvaurien.test.tlshelpers import TestCertificates, curl, inThread, listenTLSProxy
+from txvaurien.test.tlshelpers import (
+    TestCertificates, curl, inThread, listenTLSProxy, pythonClient)
 from txvaurien.tls.client import SNIBackend
 from txvaurien.protocols.http import MISDIRECTED
 
@@ -626,28 +627,6 @@ class _Length(resource.Resource):
         return str(len(request.content.read())).encode()
 
 
-def _tlsPost(port: int, cafile: str, size: int) -> bytes:
-    import ssl
-
-    body = b"x" * size
-    head = "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n"
-    context = ssl.create_default_context(cafile=cafile)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="a.test") as s:
-            # One write: several TLS records the proxy decrypts in one read.
-            s.sendall(head.format(size).encode() + body)
-            received = b""
-            while True:
-                try:
-                    data = s.recv(65536)
-                except ssl.SSLZeroReturnError:
-                    break
-                if not data:
-                    break
-                received += data
-    return received
-
-
 class TLSBodyTests(TestCase):
     """
     The bytes a TLS listener decrypts in the same read as the first head
@@ -670,7 +649,11 @@ class TLSBodyTests(TestCase):
         proxy = yield listenTLSProxy(
             self, backend, "ssl:0:interface=127.0.0.1:caCert={}:caKey={}".format(
                 certs.caFile, certs.caKeyFile))
-        answer = yield inThread(_tlsPost, proxy.port, certs.caFile, 200000)
+        # One write: several TLS records the proxy decrypts in one read.
+        request = (b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 200000\r\n"
+                   b"Connection: close\r\n\r\n" + b"x" * 200000)
+        _, answer = yield inThread(pythonClient, proxy.port, certs.caFile,
+                                   serverName="a.test", request=request)
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
         self.assertTrue(answer.endswith(b"\r\n\r\n200000"), answer[-100:])
 
