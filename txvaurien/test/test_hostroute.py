@@ -31,7 +31,7 @@ from txvaurien.protocols._httpstream import HEAD_LIMIT
 from txvaurien.test.helpers import Harness
 from txvaurien.test.servers import listenBackend, requireBinary
 from txvaurien.test.tlshelpers import (
-    TestCertificates, curl, inThread, listenTLSProxy, pythonClient)
+    TestCertificates, curl, inThread, listenHTTPS, listenTLSProxy, pythonClient)
 from txvaurien.tls.client import SNIBackend
 from txvaurien.protocols.http import MISDIRECTED
 
@@ -618,6 +618,38 @@ class TLSTests(TestCase):
             "https://a.test:{}/".format(proxy.port))
         self.assertEqual(code, 0, err)
         self.assertIn(b"no backend for Host 'c.test'", out)
+
+
+class TLSBackendRouteTests(TestCase):
+    """
+    A route's backend may be a verified C{tls:} one.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_routeToTLSBackend(self) -> Generator[Any, Any, None]:
+        """
+        A request for C{secure.test} reaches an HTTPS backend through a
+        C{tls:} route (verified against the test CA), with its head
+        read by the proxy first; C{plain.test} reaches a plain one.
+        """
+        from twisted.internet import reactor
+
+        certs = TestCertificates(self)
+        secure = listenHTTPS(self, certs)
+        plain = listenBackend(self, server.Site(_Named("plain")))
+        backend = parseBackend(
+            reactor, "host:secure.test=tls:host=localhost:port={}:caFile={}|"
+            "plain.test=127.0.0.1:{}".format(secure, certs.caFile, plain))
+        proxy = yield self.proxy(backend)
+        self.assertEqual((yield inThread(_urlopen, proxy.port, "secure.test")),
+                         (200, b"hello over TLS from secure.test"))
+        self.assertEqual((yield inThread(_urlopen, proxy.port, "plain.test")),
+                         (200, b"I am plain"))
+
+    def proxy(self, backend: Any) -> defer.Deferred:
+        return listenTLSProxy(self, backend, "tcp:0:interface=127.0.0.1")
 
 
 class _Length(resource.Resource):
