@@ -239,11 +239,13 @@ class Connection(OrderingMixin, LifecycleMixin):
             if splice.eligible(client) and splice.eligible(transport):
                 self.upstream.spliceable = self.downstream.spliceable = True
         self._installStages()
+        self.upstream.resume(CONNECTING)
+        # Bytes the backend read to choose itself come before any other:
+        # a resumed source delivers nothing before the next reactor turn.
         early = self.early
         if early is not None:
             self.early = None
             self.upstream.dataReceived(early)
-        self.upstream.resume(CONNECTING)
 
     def _installStages(self) -> None:
         for pipe in (self.upstream, self.downstream):
