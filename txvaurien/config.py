@@ -46,8 +46,10 @@ CORE: dict[str, tuple[str, Any, Any]] = {
     ),
     "backend": (
         "Where to forward: a client endpoint string (tcp:host=H:port=P, "
-        "unix:/path, tls:...), host:port, or 'demo' for the built-in demo "
-        "HTTP backend",
+        "unix:/path, tls:...), host:port, 'demo' for the built-in demo "
+        "HTTP backend, or routes NAME=BACKEND|...|*=BACKEND chosen by the "
+        "TLS server name (sni:...) or the HTTP Host (host:..., with "
+        "--protocol http)",
         str,
         None,
     ),
@@ -354,9 +356,10 @@ def _resolve(
         )
     core["proxy"] = [p if isDatagram(p) else endpoints.checkListen(reactor, p)
                      for p in core["proxy"]]
+    backend = None
     if (core["backend"] is not None and core["backend"].strip() != "demo"
             and not isDatagram(core["backend"])):
-        endpoints.parseBackend(reactor, core["backend"])
+        backend = endpoints.parseBackend(reactor, core["backend"])
     httpListen = None
     if core["http"]:
         from txvaurien.control.server import controlEndpoint
@@ -398,6 +401,8 @@ def _resolve(
     protocolSettings = options.validate(
         template, protocolValues, where="protocol {} option ".format(template.name))
     handler = template.configure(protocolSettings)
+    if backend is not None:
+        endpoints.checkProtocol(backend, handler.name)
 
     scope = core["behavior_scope"]
     if scope == "auto":

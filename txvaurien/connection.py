@@ -51,6 +51,9 @@ class Connection(OrderingMixin, LifecycleMixin):
     @ivar requestScope: whether behaviors are chosen per request.
     @ivar tracked: requests written while no fault could act (see
         L{inert}) whose responses have not ended yet, oldest first.
+    @ivar early: bytes a backend read from the client to choose itself
+        (a C{host:} backend reads the first request head), or L{None}:
+        the upstream Pipe gets them first when the backend connects.
     """
 
     __slots__ = (
@@ -77,6 +80,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         "state",
         "tableVersion",
         "tracked",
+        "early",
     )
 
     def __init__(self, proxy: ProxyServerFactory, client: ProxyServer, id: int) -> None:
@@ -99,6 +103,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         self._backendLost = False
         self.state = OPENING
         self.tableVersion = proxy.tableVersion
+        self.early: bytes | None = None
         # A deque costs ~600 bytes: only protocols that pair responses
         # with requests need one.
         self.tracked: Any = deque() if proxy.handler.framesRequests else ()
@@ -243,6 +248,12 @@ class Connection(OrderingMixin, LifecycleMixin):
         if prepare is not None and prepare():
             return
         self.upstream.resume(CONNECTING)
+        # Bytes the backend read to choose itself come before any other:
+        # a resumed source delivers nothing before the next reactor turn.
+        early = self.early
+        if early is not None:
+            self.early = None
+            self.upstream.dataReceived(early)
 
     def _installStages(self) -> None:
         for pipe in (self.upstream, self.downstream):

@@ -11,13 +11,15 @@ TLS is handled by L{txvaurien.tls}: an C{ssl:} listener becomes a
 C{txvaurien-tls:} one (ALPN answered by the proxy, certificates minted per
 server name), a C{tls:} backend is verified before the proxy uses it, and
 C{sni:NAME=BACKEND|...} chooses a backend by the server name a TLS client
-asks for.
+asks for.  C{host:NAME=BACKEND|...} (L{txvaurien.hostroute}) chooses one by
+the HTTP C{Host} of the client's first request.  Both are
+L{RoutedBackend}s.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from twisted.internet import error
 from twisted.internet.endpoints import clientFromString, serverFromString
@@ -150,6 +152,86 @@ class EndpointBackend:
         return Attempt(d.cancel)
 
 
+class RoutedBackend:
+    """
+    A backend chosen per connection by a name the client gives:
+    C{PREFIX:NAME=BACKEND|NAME=BACKEND|*=BACKEND}.  Names are
+    case-insensitive; C{*} takes every other name.  Subclasses say where
+    the name comes from (C{connect}).
+
+    @cvar prefix: the backend string's prefix (C{"sni:"}, C{"host:"}).
+    @ivar routes: lower-case name to backend; C{"*"} is the default.
+    @ivar description: the backend string, for logs.
+    @ivar needsProtocol: the protocol handler the proxy must use with this
+        backend (or one of its routes), or L{None} (see L{checkProtocol}).
+    """
+
+    prefix: ClassVar[str] = ""
+    #: The protocol this kind of routing reads its name from, if any.
+    routingProtocol: ClassVar[str | None] = None
+
+    def __init__(self, reactor: Any, routes: dict[str, Any], description: str) -> None:
+        self.reactor = reactor
+        self.routes = routes
+        self.description = description
+        self.needsProtocol = self.routingProtocol
+        if self.needsProtocol is None:
+            for backend in routes.values():
+                needed = getattr(backend, "needsProtocol", None)
+                if needed is not None:
+                    self.needsProtocol = needed
+                    break
+
+    @classmethod
+    def fromString(cls, reactor: Any, text: str,
+                   parse: Callable[[Any, str], Any]) -> Any:
+        """
+        Parse C{PREFIX:NAME=BACKEND|...}; each BACKEND is parsed by
+        C{parse}.
+
+        @raise ValueError: saying which route is malformed.
+        """
+        routes = {}
+        for part in text[len(cls.prefix):].split("|"):
+            name, eq, backend = part.partition("=")
+            if not eq or not name.strip() or not backend.strip():
+                raise ValueError("route {!r} in {!r} is not NAME=BACKEND".format(part, text))
+            routes[name.strip().lower()] = parse(reactor, backend.strip())
+        return cls(reactor, routes, text)
+
+    def describe(self) -> dict[str, Any]:
+        """
+        What the control API shows: each route's backend.
+        """
+        return {"routes": {name: backend.description for name, backend in self.routes.items()}}
+
+    def choose(self, name: str | None) -> Any:
+        """
+        The backend for C{name} (any case), else the C{*} route's, else
+        L{None}.
+        """
+        if name is not None:
+            found = self.routes.get(name.lower())
+            if found is not None:
+                return found
+        return self.routes.get("*")
+
+
+def checkProtocol(backend: Any, protocol: str) -> None:
+    """
+    Refuse a backend that routes by what only another protocol carries
+    (a C{host:} backend needs C{http}).
+
+    @param protocol: the name of the proxy's protocol handler.
+    @raise EndpointError: naming the backend and the protocol it needs.
+    """
+    needed = getattr(backend, "needsProtocol", None)
+    if needed is not None and needed != protocol:
+        raise EndpointError(
+            "backend {!r} routes by the HTTP Host header: it needs --protocol {} "
+            "(not {})".format(getattr(backend, "description", "?"), needed, protocol))
+
+
 def _simpleTCP(text: str) -> tuple[str, int] | None:
     """
     C{(host, port)} for a C{tcp:} client string with only a host, a port
@@ -257,11 +339,14 @@ def parseBackend(reactor: Any, text: str) -> Any:
     text = text.strip()
     if text.startswith("tls:"):
         return _parseTLS(reactor, text)
-    if text.startswith("sni:"):
-        from txvaurien.tls.client import SNIBackend
-
+    if text.startswith("sni:") or text.startswith("host:"):
+        routed: Any
+        if text.startswith("sni:"):
+            from txvaurien.tls.client import SNIBackend as routed
+        else:
+            from txvaurien.hostroute import HostBackend as routed
         try:
-            return SNIBackend.fromString(reactor, text, parseBackend)
+            return routed.fromString(reactor, text, parseBackend)
         except ValueError as e:
             raise EndpointError(str(e))
     _checkTCP(text)

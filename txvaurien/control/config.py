@@ -94,14 +94,18 @@ def listenDescription(reactor: Any, listen: str) -> str:
         raise errors.badBody("listen: {}".format(e), "listen")
 
 
-def checkUpstream(reactor: Any, upstream: str) -> Any:
+def checkUpstream(reactor: Any, upstream: str, protocol: str = "tcp") -> Any:
     """
-    The backend for a Toxiproxy C{upstream}.
+    The backend for a Toxiproxy C{upstream}, for a proxy whose protocol
+    handler is C{protocol} (Toxiproxy's proxies frame C{tcp}).
 
-    @raise txvaurien.control.errors.ApiError: 400 if it is not one.
+    @raise txvaurien.control.errors.ApiError: 400 if it is not one, or it
+        needs another protocol (L{endpoints.checkProtocol}).
     """
     try:
-        return endpoints.parseBackend(reactor, upstream)
+        backend = endpoints.parseBackend(reactor, upstream)
+        endpoints.checkProtocol(backend, protocol)
+        return backend
     except endpoints.EndpointError as e:
         raise errors.badBody("upstream: {}".format(e), "upstream")
 

@@ -596,7 +596,7 @@ class ProxyManager(MultiService):
                 "expected an endpoint string or host:port, got {!r}".format(backend),
                 400, "backend")
         try:
-            parsed = checkUpstream(self.defaults.reactor, backend)
+            parsed = checkUpstream(self.defaults.reactor, backend, proxy.factory.handler.name)
         except errors.ApiError as e:
             raise errors.ApiError(e.message.split(": ", 2)[-1], 400, "backend")
         proxy.factory.backend = parsed

@@ -17,6 +17,7 @@ instead of after an empty line that may never come.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
@@ -314,6 +315,35 @@ class HeadReader:
         return _settle(self._parser, self._feed(rest[-1:], True), self.request)
 
 
+_HOST_VALUE = re.compile(rb"(?im)^host[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
+
+
+def requestHost(head: bytes, target: str | None = None) -> str | None:
+    """
+    The authority a request is for: that of an absolute-form target
+    (C{http://a.test/x}), which RFC 9112 3.2.2 puts before the C{Host}
+    field, else the C{Host} field's value; L{None} when there is neither
+    (or an empty one).  Only connections routed by C{Host} ask: the
+    framers do not read the field.
+
+    @param head: the request's head.
+    @param target: its target, as L{readHead} read it.
+    @raise InvalidHead: if the head has several C{Host} fields that
+        differ.
+    """
+    if target is not None and "://" in target[:8]:
+        scheme, _, rest = target.partition("://")
+        if scheme.lower() in ("http", "https"):
+            authority = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+            return authority or None
+    values = _HOST_VALUE.findall(head)
+    if not values:
+        return None
+    if len(values) > 1 and len(set(values)) > 1:
+        raise InvalidHead("several different Host fields")
+    return values[0].decode("latin-1") or None
+
+
 def _h11Fields(head: Head, headers: Any) -> Head:
     for name, value in headers:
         head.on_header(name, value)
@@ -368,4 +398,7 @@ def _h11Response(data: bytes, request: Head | None) -> Head:
     return _h11Fields(head, event.headers)
 
 
-__all__ = ["H11", "HTTPTOOLS", "PARSERS", "Head", "HeadReader", "InvalidHead", "readHead"]
+__all__ = [
+    "H11", "HTTPTOOLS", "PARSERS", "Head", "HeadReader", "InvalidHead", "readHead",
+    "requestHost",
+]

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 from weakref import WeakSet
 
 from zope.interface import implementer
 
 from txvaurien import logs
 from txvaurien.endpoints import splitParts
-from txvaurien.frames import Message
+from txvaurien.frames import CLOSE_AFTER, RESPONSE, Frame, Message
 from txvaurien.interfaces import IConnection, IProtocolSession
 from txvaurien.options import Choice
+from txvaurien.pipe import TRACKING
 from txvaurien.protocols._httpframing import RequestFramer, ResponseFramer
-from txvaurien.protocols._httpheads import HTTPTOOLS, PARSERS
+from txvaurien.protocols._httpheads import HTTPTOOLS, PARSERS, Head
+from txvaurien.protocols._httpstream import _CLOSE
 from txvaurien.protocols.base import ProtocolHandler, Session
 
 _log = logs.logger("txvaurien.protocols.http")
@@ -40,6 +42,11 @@ DEFAULT_ERROR_STATUS = 503
 _HOST_FIELD = re.compile(rb"(?im)^(host[ \t]*:[ \t]*)[^\r\n]*?([ \t]*\r?\n)")
 _DEFAULT_PORTS = {"tcp": 80, "tcp6": 80, "tls": 443, "ssl": 443}
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+#: A key of a request's L{Message.meta} on a connection routed by
+#: C{Host}: the C{Host} of a request that goes to another backend (it is
+#: answered C{421} and the connection closes).
+MISDIRECTED = "misdirected"
 
 
 def _phrase(status: int) -> str:
@@ -141,6 +148,60 @@ class HTTPSession(Session):
             return head
         return _HOST_FIELD.sub(lambda m: m.group(1) + host + m.group(2), head)
 
+    def routeByHost(self, check: Callable[[bytes, str | None], str | None],
+                    backend: str) -> None:
+        """
+        The connection was routed by the C{Host} of its first request (a
+        C{host:} backend, L{txvaurien.hostroute}): from now on a request
+        for which C{check(head, target)} gives a host (the backend it goes
+        to is another) is not sent; the client gets C{421 Misdirected
+        Request} (RFC 9110 15.5.20) with C{Connection: close}, after the
+        responses to the requests before it, and the connection closes.
+        Called before the client's first byte is framed; sessions of
+        other connections pay nothing for it.
+
+        @param backend: the backend chosen, for the answer and the log.
+        """
+        self.routedTo = backend
+        self.upstream = _RoutedRequestFramer(self, check)
+        self.downstream = _RoutedResponseFramer(self)
+        vars(self)["requestSent"] = self._routedRequestSent
+
+    routedTo: str | None = None
+
+    def _routedRequestSent(self, request: Message) -> None:
+        """
+        L{requestSent} on a connection routed by C{Host}: a misdirected
+        request is answered at once if no response is owed before it,
+        otherwise by the response framer once those are through.
+        """
+        if MISDIRECTED not in request.meta:
+            Session.requestSent(self, request)
+            return
+        if self.sent or self.downstream.message is not None:
+            self.sent.append(request)
+            return
+        data, why = self.misdirected(request)
+        self.connection.reply(request, data, close=True, reason=why)
+
+    def misdirected(self, request: Message) -> tuple[bytes, str]:
+        """
+        The C{421} answer to a misdirected C{request}, and the reason the
+        connection closes; logged as a warning.
+        """
+        host = request.meta[MISDIRECTED]
+        why = "misdirected request: Host {!r} goes to another backend than {}".format(
+            host, self.routedTo)
+        connection = self.connection
+        _log.warn(
+            "{proxy} #{cid} request for Host {host!r} on a connection routed to "
+            "{backend}: answered 421 Misdirected Request, then closed",
+            proxy=connection.proxy.name, cid=connection.id, host=host,
+            backend=self.routedTo, event="misdirected")
+        text = ("Host {!r} is served by another backend than this connection's "
+                "({}); retry on a new connection".format(host, self.routedTo))
+        return self._response(request, 421, text, True), why
+
     def _response(
         self, request: Message | None, status: int, text: str, close: bool
     ) -> bytes:
@@ -183,6 +244,96 @@ class HTTPSession(Session):
         return self._response(None, 502, "backend unreachable: " + reason, True)
 
 
+class _RoutedRequestFramer(RequestFramer):
+    """
+    The client's framer on a connection routed by C{Host}: a request
+    whose C{Host} goes to another backend is framed as one empty request
+    marked L{MISDIRECTED}, to be answered C{421}, and every byte from its
+    head on is dropped (the connection closes after the answer).
+    """
+
+    def __init__(self, session: HTTPSession,
+                 check: Callable[[bytes, str | None], str | None]) -> None:
+        RequestFramer.__init__(self, session)
+        self.check = check
+        self.misdirected: Message | None = None
+        self.dropping = False
+
+    def _head(self, head: bytes, parsed: Head) -> bytes:
+        sent = RequestFramer._head(self, head, parsed)
+        host = self.check(head, parsed.target)
+        if host is None:
+            return sent
+        message = self.message
+        assert message is not None
+        message.meta[MISDIRECTED] = host
+        message.meta[CLOSE_AFTER] = "misdirected request"
+        self.misdirected = message
+        # Everything after the head is this message's, to be dropped.
+        self.state = _CLOSE
+        return b""
+
+    def feed(self, data: bytes) -> list[Frame]:
+        if self.dropping:
+            return []
+        frames = RequestFramer.feed(self, data)
+        message = self.misdirected
+        if message is None:
+            return frames
+        self.dropping = True
+        self.message = None
+        self.held = b""
+        frames = [frame for frame in frames if frame.message is not message]
+        frames.append(Frame(b"", message, True, True))
+        return frames
+
+    def finish(self) -> list[Frame]:
+        if self.dropping:
+            return []
+        return RequestFramer.finish(self)
+
+
+class _RoutedResponseFramer(ResponseFramer):
+    """
+    The backend's framer on a connection routed by C{Host}: once the
+    responses owed before a misdirected request are through, its C{421}
+    follows them.
+    """
+
+    session: HTTPSession
+
+    def feed(self, data: bytes) -> list[Frame]:
+        frames = ResponseFramer.feed(self, data)
+        sent = self.session.sent
+        if sent and self.message is None and MISDIRECTED in sent[0].meta:
+            frames.append(self._answer(sent.popleft()))
+        return frames
+
+    def answerPending(self, frames: list[Frame]) -> None:
+        sent = self.session.sent
+        while sent:
+            request = sent.popleft()
+            if MISDIRECTED in request.meta:
+                frames.append(self._answer(request))
+            else:
+                frames.append(Frame(b"", self.newMessage(
+                    RESPONSE, self.unansweredMeta(request), request), True, True))
+
+    def _answer(self, request: Message) -> Frame:
+        session = self.session
+        data, why = session.misdirected(request)
+        connection: Any = session.connection
+        downstream = connection.downstream
+        downstream.injected += len(data)
+        message = self.newMessage(
+            RESPONSE, {"status": 421, "synthetic": True, CLOSE_AFTER: why}, request)
+        if getattr(downstream, "path", None) == TRACKING:
+            # Frames written while no fault acts are not checked for
+            # CLOSE_AFTER: close once this one is written (now).
+            connection.callLater(0, connection.close, why)
+        return Frame(data, message, True, True)
+
+
 class HTTP(ProtocolHandler):
     """
     HTTP/1.0 and HTTP/1.1: each request and each response is a message.
@@ -217,4 +368,4 @@ class HTTP(ProtocolHandler):
     sessionClass = HTTPSession
 
 
-__all__ = ["HTTP", "HTTPSession", "backendAuthority"]
+__all__ = ["HTTP", "HTTPSession", "MISDIRECTED", "backendAuthority"]

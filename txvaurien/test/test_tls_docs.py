@@ -1,6 +1,7 @@
 """
 docs/tls.rst and the TLS behaviors' examples: the reference tables are
-the declarations', and every command line shown is accepted.
+the declarations', every command line shown is accepted, and the
+examples of routing by the HTTP Host run as shown.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ import os
 import re
 import shlex
 import shutil
+from typing import Any, Generator
 
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
+from twisted.web import server
 
 from txvaurien import tap
 from txvaurien.registry import Registry
-from txvaurien.test.tlshelpers import TestCertificates
+from txvaurien.test.servers import freePort, listenBackend, requireBinary
+from txvaurien.test.tlshelpers import Named, TestCertificates, curl
 from txvaurien.tls.client import BACKEND_OPTIONS
 from txvaurien.tls.reference import keywordTable
 from txvaurien.tls.server import SERVER_OPTIONS
@@ -32,10 +37,34 @@ def _commands(text: str) -> list[list[str]]:
     return found
 
 
+def _section(text: str, title: str) -> str:
+    """
+    The body of the section of C{text} titled C{title}, up to the next
+    title.
+    """
+    start = text.index(title + "\n" + "-" * len(title))
+    end = re.search(r"\n[^\n]+\n-{3,}\n", text[start + 2 * len(title) + 2:])
+    return text[start:start + 2 * len(title) + 2 + end.start()] if end else text[start:]
+
+
+def _sessions(text: str) -> list[tuple[list[str], str]]:
+    """
+    The C{$ curl ...} lines of a text, as argument lists, each with the
+    output shown under it.
+    """
+    found = []
+    for match in re.finditer(r"^ +\$ (curl .*)\n((?: +[^$ \n].*\n)*)", text, re.M):
+        found.append((shlex.split(match.group(1)),
+                      "\n".join(line.strip() for line in match.group(2).splitlines())))
+    return found
+
+
 class TLSDocsTests(TestCase):
     """
     The TLS page and examples.
     """
+
+    timeout = 60
 
     def setUp(self) -> None:
         certs = TestCertificates(self)
@@ -89,3 +118,43 @@ class TLSDocsTests(TestCase):
             options = tap.Options()
             options.parseOptions(argv[3:])
             self.assertIn(name, options["behavior"])
+
+    @defer.inlineCallbacks
+    def test_hostRoutingExamplesRun(self) -> Generator[Any, Any, None]:
+        """
+        Each command of "Routing by the HTTP Host" runs (its ports made
+        free ones, C{8080} and C{8081} real backends answering C{I am api}
+        and C{I am www}), and each curl shown under it prints what is
+        shown.
+        """
+        from twisted.internet import reactor
+
+        requireBinary("curl", "curl")
+        section = _section(self.text, "Routing by the HTTP Host")
+        ports = {
+            "8080": str(listenBackend(self, server.Site(Named("api")))),
+            "8081": str(listenBackend(self, server.Site(Named("www")))),
+            "8000": str(freePort()),
+            "8443": str(freePort()),
+        }
+
+        def local(words: list[str]) -> list[str]:
+            for port, used in ports.items():
+                words = [word.replace(port, used) for word in words]
+            return words
+
+        blocks = section.split("twistd -n vaurien ")[1:]
+        self.assertEqual(len(blocks), 2)
+        shown = 0
+        for block in blocks:
+            [argv] = _commands("twistd -n vaurien " + block)
+            options = tap.Options()
+            options.parseOptions(local(argv[3:]))
+            service = tap.makeService(options, reactor)
+            service.startService()
+            self.addCleanup(service.stopService)
+            for words, expected in _sessions(block):
+                out, err, code = yield curl(*local(words[1:]))
+                self.assertEqual((code, out.decode().strip()), (0, expected), err)
+                shown += 1
+        self.assertEqual(shown, 5)

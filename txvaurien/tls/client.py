@@ -16,7 +16,7 @@ client asked for.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txvaurien import logs, options
+from txvaurien.endpoints import RoutedBackend
 from txvaurien.tls.creator import BACKEND_OPTIONS, ClientTLS, TLSBackendError
 from txvaurien.tls.metrics import METRICS
 from txvaurien.tls.transport import TLSFactory
@@ -212,48 +213,14 @@ class _Choice:
             inner.cancel()
 
 
-class SNIBackend:
+class SNIBackend(RoutedBackend):
     """
     Chooses a backend by the server name (SNI) the client asks for, on a
-    TLS listener: C{sni:a.test=BACKEND|b.test=BACKEND|*=BACKEND}.
-
-    @ivar routes: server name to backend; C{"*"} is the default.
+    TLS listener: C{sni:a.test=BACKEND|b.test=BACKEND|*=BACKEND} (the
+    routes are L{RoutedBackend}'s).
     """
 
-    def __init__(self, reactor: Any, routes: dict[str, Any], description: str) -> None:
-        self.reactor = reactor
-        self.routes = routes
-        self.description = description
-
-    @classmethod
-    def fromString(cls, reactor: Any, text: str,
-                   parse: Callable[[Any, str], Any]) -> "SNIBackend":
-        """
-        Parse C{sni:NAME=BACKEND|...}; each BACKEND is parsed by C{parse}.
-
-        @raise ValueError: saying which route is malformed.
-        """
-        routes = {}
-        for part in text[len("sni:"):].split("|"):
-            name, eq, backend = part.partition("=")
-            if not eq or not name.strip() or not backend.strip():
-                raise ValueError("route {!r} in {!r} is not NAME=BACKEND".format(part, text))
-            routes[name.strip().lower()] = parse(reactor, backend.strip())
-        return cls(reactor, routes, text)
-
-    def describe(self) -> dict[str, Any]:
-        """
-        What the control API shows: each route's backend.
-        """
-        return {"routes": {name: backend.description for name, backend in self.routes.items()}}
-
-    def choose(self, name: str | None) -> Any:
-        """
-        The backend for server name C{name}, or L{None}.
-        """
-        if name is not None and name.lower() in self.routes:
-            return self.routes[name.lower()]
-        return self.routes.get("*")
+    prefix = "sni:"
 
     def connect(self, factory: Any, timeout: float) -> _Choice:
         from txvaurien.tls.server import refuse, whenServerName
