@@ -247,9 +247,15 @@ class Connection(OrderingMixin, LifecycleMixin):
         prepare = getattr(self.session, "prepareBackend", None)
         if prepare is not None and prepare():
             return
+        self._resumeClient()
+
+    def _resumeClient(self) -> None:
+        """
+        Let the client's bytes flow to the backend: first those the
+        backend read to choose itself (a resumed source delivers nothing
+        before the next reactor turn), then the source's.
+        """
         self.upstream.resume(CONNECTING)
-        # Bytes the backend read to choose itself come before any other:
-        # a resumed source delivers nothing before the next reactor turn.
         early = self.early
         if early is not None:
             self.early = None
@@ -385,7 +391,7 @@ class Connection(OrderingMixin, LifecycleMixin):
             ready = getattr(self.session, "backendReady", None)
             if ready is not None:
                 ready()
-            self.upstream.resume(CONNECTING)
+            self._resumeClient()
             return
         self.reason = "backend TLS upgrade failed: " + why
         _log.warn(
