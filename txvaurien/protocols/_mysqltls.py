@@ -27,7 +27,7 @@ upgraded on both legs as usual (L{txvaurien.upgrade}).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from txvaurien.frames import Frame
 from txvaurien.protocols._mysqlpackets import CLIENT_MYSQL, CLIENT_SSL, _COMMAND_PHASE
@@ -39,25 +39,27 @@ from txvaurien.protocols._standin import StandIn
 MAX_PACKET = 64 * 1024
 
 
-def _packet(framer: Any, data: bytes) -> tuple[bytes, bytes] | None:
+def _packet(framer: Any, standIn: StandIn, data: bytes,
+            failed: Callable[[str], None]) -> tuple[bytes, bytes] | None:
     """
     The first whole packet of what C{framer} holds and C{data}, and what
-    follows it; L{None} (what there is held) until it is whole.
-
-    @raise ValueError: if it is longer than L{MAX_PACKET}.
+    follows it, once it is whole (C{standIn} then gives way); L{None}
+    until then (what there is held), or if it is longer than
+    L{MAX_PACKET} (C{standIn} gives way, C{failed} is told why).
     """
     buffered = framer.held + data
     framer.held = b""
-    if len(buffered) < 4:
-        framer.held = buffered
-        return None
-    end = 4 + (buffered[0] | buffered[1] << 8 | buffered[2] << 16)
-    if end > MAX_PACKET:
-        raise ValueError("a handshake packet of {} bytes".format(end - 4))
-    if len(buffered) < end:
-        framer.held = buffered
-        return None
-    return buffered[:end], buffered[end:]
+    if len(buffered) >= 4:
+        end = 4 + (buffered[0] | buffered[1] << 8 | buffered[2] << 16)
+        if end > MAX_PACKET:
+            standIn.giveWay()
+            failed("a handshake packet of {} bytes".format(end - 4))
+            return None
+        if len(buffered) >= end:
+            standIn.giveWay()
+            return buffered[:end], buffered[end:]
+    framer.held = buffered
+    return None
 
 
 def _greetingCapabilities(packet: bytes) -> int | None:
@@ -83,15 +85,10 @@ def prepare(session: Any) -> None:
 
 def _greeting(session: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     connection = session.connection
-    try:
-        read = _packet(session.downstream, data)
-    except ValueError as e:
-        standIn.giveWay()
-        connection.tlsUpgradeEnded("the server's greeting is not MySQL's ({})".format(e))
-        return []
+    read = _packet(session.downstream, standIn, data, lambda why: connection.tlsUpgradeEnded(
+        "the server's greeting is not MySQL's ({})".format(why)))
     if read is None:
         return []
-    standIn.giveWay()
     packet, rest = read
     pos = _greetingCapabilities(packet)
     if pos is None or not int16(packet, pos) & CLIENT_SSL:
@@ -115,15 +112,10 @@ def _response(session: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     """
     upstream = session.upstream
     connection = session.connection
-    try:
-        read = _packet(upstream, data)
-    except ValueError as e:
-        standIn.giveWay()
-        connection.close("the client's handshake response: {}".format(e))
-        return []
+    read = _packet(upstream, standIn, data, lambda why: connection.close(
+        "the client's handshake response: {}".format(why)))
     if read is None:
         return []
-    standIn.giveWay()
     packet, rest = read
     if len(packet) < 4 + 9 or int16(packet, 4) & CLIENT_SSL:
         return upstream.feed(packet + rest)

@@ -24,33 +24,11 @@ from txvaurien.test.realclients import recordMessages
 from txvaurien.test.servers import requireModule, sharedServer
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
 from txvaurien.test.test_protocol_smtp_integration import client, message, startBackend
-from txvaurien.test.tlshelpers import TestCertificates
-
-
-class _Kept:
-    """
-    Stands for a test case whose cleanups never run: the certificates of
-    the shared server outlive any one test (they go with its directory).
-    """
-
-    def addCleanup(self, *args: Any) -> None:
-        pass
-
-
-_certificates: list[TestCertificates] = []
-
-
-def sharedCertificates() -> TestCertificates:
-    """
-    The certificates of the PostgreSQL server these tests share.
-    """
-    if not _certificates:
-        _certificates.append(TestCertificates(_Kept()))
-    return _certificates[0]
+from txvaurien.test.tlshelpers import TestCertificates, sharedCertificates
 
 
 def startSSLPostgres() -> defer.Deferred:
-    certs = sharedCertificates()
+    certs = sharedCertificates("postgresql-ssl")
     return startPostgres(ssl=True, certificate=(certs.certFile, certs.keyFile))
 
 
@@ -69,7 +47,7 @@ class PostgreSQLBackendTLSTests(TestCase):
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.psycopg = requireModule("psycopg", "psycopg[binary]")
-        self.certs = sharedCertificates()
+        self.certs = sharedCertificates("postgresql-ssl")
         self.server = yield sharedServer("postgresql-ssl", startSSLPostgres)
 
     def proxy(self, behavior: str = "100:dummy", port: int | None = None,

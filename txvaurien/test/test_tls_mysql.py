@@ -28,7 +28,7 @@ from txvaurien.test.test_protocol_mysql_integration import (
     USER,
     startMariaDB,
 )
-from txvaurien.test.tlshelpers import TestCertificates
+from txvaurien.test.tlshelpers import TestCertificates, sharedCertificates
 from txvaurien.tls.transport import HalfCloseTLS
 
 #: CLIENT_LONG_PASSWORD | CLIENT_SECURE_CONNECTION, with PROTOCOL_41 and SSL.
@@ -236,30 +236,8 @@ class MySQLUpgradeTests(TestCase):
         self.assertIn("certificate verify failed", text)
 
 
-class _Kept:
-    """
-    Stands for a test case whose cleanups never run: the certificates of
-    the shared server outlive any one test.
-    """
-
-    def addCleanup(self, *args: Any) -> None:
-        pass
-
-
-_certificates: list[TestCertificates] = []
-
-
-def sharedCertificates() -> TestCertificates:
-    """
-    The certificates of the MariaDB server these tests share.
-    """
-    if not _certificates:
-        _certificates.append(TestCertificates(_Kept()))
-    return _certificates[0]
-
-
 def startSecureMariaDB() -> defer.Deferred:
-    certs = sharedCertificates()
+    certs = sharedCertificates("mariadb-secure")
     return startMariaDB(ssl=True, certificate=(certs.certFile, certs.keyFile),
                         extra=["--require-secure-transport=ON"])
 
@@ -275,7 +253,7 @@ class MySQLBackendTLSTests(TestCase):
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.pymysql = requireModule("pymysql", "PyMySQL")
-        self.certs = sharedCertificates()
+        self.certs = sharedCertificates("mariadb-secure")
         self.server = yield sharedServer("mariadb-secure", startSecureMariaDB)
 
     def proxy(self, behavior: str = "100:dummy", port: int | None = None,

@@ -46,6 +46,25 @@ class Recorder(protocol.Protocol):
             self.got.callback(None)
 
 
+def listenRecorder(case: TestCase, recorder: Recorder) -> tuple[TestCertificates, Any, int]:
+    """
+    A TLS listener made of L{TLSFactory} and L{ServerTLS} on an ephemeral
+    port of 127.0.0.1, whose every connection is C{recorder}, until the
+    test ends.
+
+    @return: its certificates, its L{ServerTLS} and its port.
+    """
+    from twisted.internet import reactor
+
+    made = TestCertificates(case)
+    chain, key = certs.loadKeyPair(made.certFile, made.keyFile)
+    creator = ServerTLS(chain, key)
+    inner = protocol.Factory.forProtocol(lambda: recorder)
+    port = reactor.listenTCP(0, TLSFactory(creator, False, inner), interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    return made, creator, port.getHost().port
+
+
 class HalfCloseTLSTests(TestCase):
     """
     A TLS listener made of L{TLSFactory} and L{ServerTLS}, real sockets.
@@ -54,16 +73,8 @@ class HalfCloseTLSTests(TestCase):
     timeout = 20
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.certs = TestCertificates(self)
-        chain, key = certs.loadKeyPair(self.certs.certFile, self.certs.keyFile)
         self.recorder = Recorder()
-        inner = protocol.Factory.forProtocol(lambda: self.recorder)
-        port = reactor.listenTCP(0, TLSFactory(ServerTLS(chain, key), False, inner),
-                                 interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        self.certs, self.creator, self.port = listenRecorder(self, self.recorder)
         self.sockets: list[Any] = []
         self.addCleanup(lambda: [s.close() for s in self.sockets])
 
@@ -238,17 +249,8 @@ class CloseNotifyTests(TestCase):
     timeout = 20
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.certs = TestCertificates(self)
-        chain, key = certs.loadKeyPair(self.certs.certFile, self.certs.keyFile)
         self.recorder = HalfCloseRecorder()
-        inner = protocol.Factory.forProtocol(lambda: self.recorder)
-        self.creator = ServerTLS(chain, key)
-        port = reactor.listenTCP(0, TLSFactory(self.creator, False, inner),
-                                 interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        self.certs, self.creator, self.port = listenRecorder(self, self.recorder)
 
     def test_transportIsHalfCloseable(self) -> None:
         """

@@ -147,6 +147,33 @@ class TestCertificates:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class _Kept:
+    """
+    Stands for a test case whose cleanups run when the test process
+    exits: certificates that outlive any one test (those of a server the
+    tests of a module share).
+    """
+
+    def addCleanup(self, f: Any, *args: Any) -> None:
+        import atexit
+
+        atexit.register(f, *args)
+
+
+_shared: dict[str, TestCertificates] = {}
+
+
+def sharedCertificates(name: str) -> TestCertificates:
+    """
+    The certificates called C{name}, made once per test process (for a
+    server shared by several tests, see
+    L{txvaurien.test.servers.sharedServer}).
+    """
+    if name not in _shared:
+        _shared[name] = TestCertificates(_Kept())
+    return _shared[name]
+
+
 class _Hello(resource.Resource):
     isLeaf = True
 
