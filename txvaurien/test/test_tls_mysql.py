@@ -295,7 +295,8 @@ class MySQLBackendTLSTests(TestCase):
         C{ed25519}, whose authentication switch adds packets each way to
         renumber) and the server's session is TLS.  The greeting the
         client sees does not offer SSL (the proxy has no certificate to
-        give), so PyMySQL's default (TLS if offered) goes in clear too.
+        give), so PyMySQL's default (TLS if offered, from PyMySQL 2 on)
+        goes in clear too.
         """
         proxy = self.proxy()
         messages = recordMessages(proxy)
