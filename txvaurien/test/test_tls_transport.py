@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 from txvaurien.test.tlshelpers import TestCertificates, inThread
 from txvaurien.tls import certs
 from txvaurien.tls.server import ServerTLS
-from txvaurien.tls.transport import HalfCloseTLS, TLSFactory
+from txvaurien.tls.transport import HalfCloseTLS, TLSFactory, WriteWindow
 
 
 @implementer(IHandshakeListener)
@@ -279,3 +279,56 @@ class CloseNotifyTests(TestCase):
         from twisted.internet import reactor
 
         return reactor
+
+
+class WriteWindowTests(TestCase):
+    """
+    L{WriteWindow}: the first write of a burst goes at once, the rest of
+    the burst is joined and written on the next reactor turn.
+    """
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.written: list[bytes] = []
+        self.window = WriteWindow(self.written.append, self.clock)
+
+    def test_firstWriteAtOnce(self) -> None:
+        """
+        A write after a quiet turn is written at once.
+        """
+        self.window.write(b"request")
+        self.assertEqual(self.written, [b"request"])
+
+    def test_burstJoinedOnNextTurn(self) -> None:
+        """
+        Writes that follow the first within the same turn are held, then
+        written together when the turn ends; the next write opens a new
+        window and goes at once.
+        """
+        for data in (b"a", b"b", b"c"):
+            self.window.write(data)
+        self.assertEqual(self.written, [b"a"])
+        self.clock.advance(0)
+        self.assertEqual(self.written, [b"a", b"bc"])
+        self.window.write(b"d")
+        self.assertEqual(self.written, [b"a", b"bc", b"d"])
+
+    def test_bufferBounded(self) -> None:
+        """
+        Held bytes are written as soon as they exceed C{MAX_BUFFER}, not
+        held until the turn ends.
+        """
+        self.window.write(b"x")
+        big = b"y" * (WriteWindow.MAX_BUFFER + 1)
+        self.window.write(big)
+        self.assertEqual(self.written, [b"x", big])
+
+    def test_closeFlushesAndStops(self) -> None:
+        """
+        C{close} writes what is held and cancels the pending turn.
+        """
+        self.window.write(b"a")
+        self.window.write(b"b")
+        self.window.close()
+        self.assertEqual(self.written, [b"a", b"b"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
