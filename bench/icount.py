@@ -37,7 +37,7 @@ import sys
 import tempfile
 from typing import Any
 
-from _common import ROOT, binary, freePort, stop, twistd, waitForPort
+from _common import ROOT, binary, childEnv, freePort, stop, twistd, waitForPort
 
 
 def startProxy(backendPort: int, protocol: str, out: str) -> tuple[subprocess.Popen, int]:
@@ -53,7 +53,7 @@ def startProxy(backendPort: int, protocol: str, out: str) -> tuple[subprocess.Po
          "--proxy", "tcp:{}:interface=127.0.0.1".format(port),
          "--backend", "tcp:host=127.0.0.1:port={}".format(backendPort),
          "--behavior", "100:dummy", "--log-level", "warn", "--protocol", protocol],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=childEnv())
     try:
         waitForPort(port, process, timeout=600)
     except Exception:

@@ -144,7 +144,11 @@ class Client:
     @ivar proxy: the proxy Vaurien's methods act on (L{None}: the
         default proxy).
     @ivar timeout: seconds to wait for an answer.
+    @cvar pageSize: how many connections of a proxy L{connections} asks
+        for at a time.
     """
+
+    pageSize = 1000
 
     def __init__(
         self,
@@ -304,12 +308,24 @@ class Client:
 
     def connections(self, proxy: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """
-        Live connections by proxy name.
+        Live connections by proxy name, oldest first: all of them, asked
+        for L{pageSize} at a time (the server lists at most 1000 per
+        request).
         """
-        path = "/connections"
+        query: dict[str, Any] = {"limit": self.pageSize}
         if proxy is not None:
-            path += "?" + urlencode({"proxy": proxy})
-        return dict(self._json("GET", path)["proxies"])
+            query["proxy"] = proxy
+        body = self._json("GET", "/connections?" + urlencode(query))
+        result = {name: list(listed) for name, listed in body["proxies"].items()}
+        more = dict(body.get("more") or {})
+        while more:
+            name, after = more.popitem()
+            page = self._json("GET", "/connections?" + urlencode(
+                {"proxy": name, "after": after, "limit": self.pageSize}))
+            result[name].extend(page["proxies"].get(name, []))
+            if (page.get("more") or {}).get(name) is not None:
+                more[name] = page["more"][name]
+        return result
 
     # Toxiproxy's API
 

@@ -137,7 +137,7 @@ class Connection(OrderingMixin, LifecycleMixin):
         The client connected: choose behaviors, then reach the backend.
         """
         proxy = self.proxy
-        proxy.connections.add(self)
+        proxy.connections[self] = None
         transport = self.client.transport
         self.upstream.pause(CONNECTING)
         self.upstream.setSource(transport)

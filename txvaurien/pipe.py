@@ -57,6 +57,21 @@ ROUTED = "routed"
 
 
 
+class ByteCount:
+    """
+    Bytes read in one direction by every connection of a proxy, live ones
+    included, counted as they are read (so that reading the total costs
+    nothing per live connection).
+
+    @ivar total: the bytes.
+    """
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
 @implementer(IPushProducer)
 class Pipe:
     """
@@ -68,6 +83,8 @@ class Pipe:
     yet, sink full, splice backlog, sequencer or fault holding too much).
 
     @ivar nbytes: bytes read from the source.
+    @ivar count: the proxy's L{ByteCount} of this direction, which every
+        read adds to as well.
     @ivar spliceable: whether both transports are plain sockets that a
         L{splice.Splicer} may drive (it is made on the first bulk read).
     @ivar injected: bytes written to the sink that no source sent (replies
@@ -90,6 +107,7 @@ class Pipe:
         "head",
         "sequencer",
         "nbytes",
+        "count",
         "injected",
         "fast",
         "path",
@@ -116,6 +134,8 @@ class Pipe:
         self.head: Stage | None = None
         self.sequencer: Sequencer | None = None
         self.nbytes = 0
+        proxy = connection.proxy
+        self.count = proxy.upCount if direction == UPSTREAM else proxy.downCount
         self.injected = 0
         self.fast = False
         self.path = ROUTED
@@ -279,7 +299,9 @@ class Pipe:
         """
         Bytes from the source.
         """
-        self.nbytes += len(data)
+        n = len(data)
+        self.nbytes += n
+        self.count.total += n
         path = self.path
         if path is FAST:
             self._send(data)
@@ -304,6 +326,17 @@ class Pipe:
         # to passing bytes through (after a TLS upgrade, say).
         if connection.session.passthrough and not self._passthrough and not self.eof:
             connection.reroute()
+
+    def deliverHeld(self, data: bytes) -> None:
+        """
+        Deliver bytes read (and counted) earlier, which a session held
+        while it had its own say with the backend: as if just read, but
+        not counted again.
+        """
+        n = len(data)
+        self.nbytes -= n
+        self.count.total -= n
+        self.dataReceived(data)
 
     def _track(self, frames: list[Frame]) -> None:
         """

@@ -32,7 +32,7 @@ from zope.interface import implementer
 from txvaurien import logs
 from txvaurien.connection import Connection, _peer
 from txvaurien.frames import Message
-from txvaurien.pipe import Pipe
+from txvaurien.pipe import ByteCount, Pipe
 from txvaurien.randomness import RandomSource
 from txvaurien.stage import Stage
 
@@ -136,13 +136,13 @@ class ProxyServerFactory(Factory):
         direction ended) may go without traffic before it is closed, or
         L{None} for no bound.
     @ivar tableVersion: how many times the table was replaced.
-    @ivar connections: the live L{Connection}s.
+    @ivar connections: the live L{Connection}s (the keys, oldest first).
     @ivar accepted: how many clients were accepted.
     @ivar backendFailures: how many backend connections failed.
     @ivar decisions: behavior name to how many times it was chosen.
-    @ivar bytesUp: client-to-backend bytes of finished connections (live
-        ones count theirs in their Pipes' C{nbytes}).
-    @ivar bytesDown: backend-to-client bytes of finished connections.
+    @ivar upCount: the L{ByteCount} of client-to-backend bytes of every
+        connection, live ones included (C{bytesUp}).
+    @ivar downCount: that of backend-to-client bytes (C{bytesDown}).
     @ivar latencyObservers: callables given C{(connection, request,
         seconds)} each time the last frame of a response leaves the proxy,
         seconds measured from the request's first bytes.
@@ -184,15 +184,32 @@ class ProxyServerFactory(Factory):
         self._pending: list[Connection] = []
         self._passVersion = 0
         self._adoptCall: Any = None
-        self.connections: set[Connection] = set()
+        # Ordered by start, which is id order: a listing pages through it
+        # without sorting.
+        self.connections: dict[Connection, None] = {}
         self.accepted = 0
         self.backendFailures = 0
         self.decisions: dict[str, int] = {}
         self.latencyObservers: list[Callable[[Connection, Message, float], None]] = []
-        self.bytesUp = 0
-        self.bytesDown = 0
+        self.upCount = ByteCount()
+        self.downCount = ByteCount()
         self._ids = itertools.count()
         self._drained: list[Deferred] = []
+
+    @property
+    def bytesUp(self) -> int:
+        """
+        Bytes read from clients, by every connection, live ones included.
+        """
+        return self.upCount.total
+
+    @property
+    def bytesDown(self) -> int:
+        """
+        Bytes read from the backend, by every connection, live ones
+        included.
+        """
+        return self.downCount.total
 
     def connectionMade(self, protocol: ProxyServer) -> Connection:
         """
@@ -205,10 +222,8 @@ class ProxyServerFactory(Factory):
         """
         A connection ended; log it with its byte counts.
         """
-        self.connections.discard(connection)
+        self.connections.pop(connection, None)
         up, down = connection.upstream.nbytes, connection.downstream.nbytes
-        self.bytesUp += up
-        self.bytesDown += down
         if not logs.isEnabled(LogLevel.info):
             return self._notifyIdle()
         _log.info(

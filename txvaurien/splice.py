@@ -192,7 +192,9 @@ class Splicer:
         if not n:
             self.pool.give(pipe)
             return main.CONNECTION_DONE
-        self.owner.nbytes += n
+        owner = self.owner
+        owner.nbytes += n
+        owner.count.total += n
         left = self._flush(pipe[0], n)
         if left:
             self.pipe = pipe

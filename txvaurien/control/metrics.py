@@ -3,10 +3,10 @@
 Prometheus metrics of every proxy, served as text by C{GET /metrics}.
 
 Counters are read from the proxies when scraped, so they are live: bytes
-of connections still open count (their Pipes' C{nbytes}), not only those
-of finished ones, and the data path does no extra work for them.  Labels
-are bounded: the proxy's name, the direction, the behavior's name, never
-anything per connection.
+of connections still open count, not only those of finished ones (each
+read adds to its proxy's total, so a scrape costs nothing per live
+connection).  Labels are bounded: the proxy's name, the direction, the
+behavior's name, never anything per connection.
 
   - C{txvaurien_proxy_bytes_total{proxy,direction}}: bytes read from the
     client (C{upstream}) and from the backend (C{downstream});
@@ -72,14 +72,12 @@ class ProxyCollector:
         for name in sorted(self.manager.proxies):
             proxy = self.manager.proxies[name]
             factory = proxy.factory
-            live = list(factory.connections)
-            up = factory.bytesUp + sum(c.upstream.nbytes for c in live)
-            down = factory.bytesDown + sum(c.downstream.nbytes for c in live)
-            sent.add_metric([name, "upstream"], up)
-            sent.add_metric([name, "downstream"], down)
+            live = len(factory.connections)
+            sent.add_metric([name, "upstream"], factory.bytesUp)
+            sent.add_metric([name, "downstream"], factory.bytesDown)
             opened.add_metric([name], factory.accepted)
-            closed.add_metric([name], factory.accepted - len(live))
-            active.add_metric([name], len(live))
+            closed.add_metric([name], factory.accepted - live)
+            active.add_metric([name], live)
             for behavior in sorted(factory.decisions):
                 faults.add_metric([name, behavior], factory.decisions[behavior])
             failures.add_metric([name], factory.backendFailures)

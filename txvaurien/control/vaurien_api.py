@@ -178,7 +178,8 @@ class VaurienAPI:
 
     def connections(self, request: Any) -> Reply:
         """
-        C{GET /connections}: each proxy's live connections, oldest first.
+        C{GET /connections}: each proxy's live connections, oldest first,
+        at most C{?limit=} (L{LIST_LIMIT}) of each, after C{?after=ID}.
         """
         name = queryArgument(request, "proxy")
         proxies = self.manager.proxies
@@ -189,20 +190,66 @@ class VaurienAPI:
             selected = [proxies[name]]
         else:
             selected = [proxies[n] for n in sorted(proxies)]
-        return vaurienReply({
-            "proxies": {proxy.name: describeConnections(proxy) for proxy in selected}})
+        limit = _count(request, "limit", LIST_LIMIT, 1, MAX_LIST_LIMIT)
+        after = _count(request, "after", -1, -1, None)
+        listed = {}
+        more = {}
+        for proxy in selected:
+            listed[proxy.name], left = describeConnections(proxy, limit, after)
+            if left:
+                more[proxy.name] = listed[proxy.name][-1]["id"]
+        body: dict[str, Any] = {"proxies": listed}
+        if more:
+            body["more"] = more
+        return vaurienReply(body)
 
 
-def describeConnections(proxy: ManagedProxy) -> list[dict[str, Any]]:
+#: How many connections of each proxy C{GET /connections} lists, unless
+#: C{?limit=} says otherwise, and the most it may ask for.
+LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+
+
+def _count(request: Any, name: str, default: int, lowest: int, highest: int | None) -> int:
     """
-    A proxy's live connections: peer, age, bytes each way, and the
-    behaviors chosen for the whole connection (under request scope each
-    request draws its own, so none is listed).
+    The integer query argument C{name}, or C{default}.
+
+    @raise errors.ApiError: (400) if it is not an integer in range.
+    """
+    text = queryArgument(request, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = lowest - 1
+    if value < lowest or (highest is not None and value > highest):
+        bound = "from {} to {}".format(lowest, highest) if highest is not None else (
+            "at least {}".format(lowest))
+        raise errors.ApiError("{} must be an integer {}, got {!r}".format(name, bound, text),
+                              400, name, "querystring")
+    return value
+
+
+def describeConnections(proxy: ManagedProxy, limit: int | None = None,
+                        after: int = -1) -> tuple[list[dict[str, Any]], bool]:
+    """
+    A proxy's live connections, oldest first: peer, age, bytes each way,
+    and the behaviors chosen for the whole connection (under request
+    scope each request draws its own, so none is listed).
+
+    @param limit: list at most this many (L{None}: all).
+    @param after: list only those whose id is greater.
+    @return: the list, and whether more connections follow it.
     """
     factory = proxy.factory
     now = factory.reactor.seconds()
-    result = []
-    for connection in sorted(factory.connections, key=lambda c: c.id):
+    result: list[dict[str, Any]] = []
+    for connection in factory.connections:
+        if connection.id <= after:
+            continue
+        if limit is not None and len(result) == limit:
+            return result, True
         result.append({
             "id": connection.id,
             "peer": _peer(connection),
@@ -215,7 +262,7 @@ def describeConnections(proxy: ManagedProxy) -> list[dict[str, Any]]:
             "behaviors": [behavior.name for behavior in connection.behaviors],
             "backend_connected": connection.backend is not None,
         })
-    return result
+    return result, False
 
 
 def _peer(connection: Any) -> str:

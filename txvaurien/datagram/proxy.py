@@ -88,7 +88,7 @@ class DatagramProxy(DatagramProtocol):
         self.maxSessions = maxSessions
         self.maxDatagram = maxDatagram
         self.sessions: dict[Any, DatagramSession] = {}
-        self.connections: set[DatagramSession] = set()
+        self.connections: dict[DatagramSession, None] = {}
         self.received = {UPSTREAM: 0, DOWNSTREAM: 0}
         self.sent = {UPSTREAM: 0, DOWNSTREAM: 0}
         self.droppedCount = {UPSTREAM: 0, DOWNSTREAM: 0}
@@ -137,7 +137,7 @@ class DatagramProxy(DatagramProtocol):
         session = DatagramSession(self, address, next(self._ids))
         self.accepted += 1
         self.sessions[address] = session
-        self.connections.add(session)
+        self.connections[session] = None
         if logs.isEnabled(LogLevel.debug):
             _log.debug("{proxy} session #{sid} {peer} opened", proxy=self.name,
                        sid=session.id, peer="{}:{}".format(*address[:2]))
@@ -149,7 +149,7 @@ class DatagramProxy(DatagramProtocol):
         """
         if self.sessions.get(session.address) is session:
             del self.sessions[session.address]
-        self.connections.discard(session)
+        self.connections.pop(session, None)
         self.expired += 1
         if logs.isEnabled(LogLevel.debug):
             _log.debug("{proxy} session #{sid} {peer} ended ({why})", proxy=self.name,

@@ -142,11 +142,10 @@ def ready(session: Any) -> None:
     for framer, delta in ((session.upstream, 1), (session.downstream, -1)):
         Shift(session, framer, delta)
     pipe = session.connection.upstream
-    pipe.nbytes -= len(held)  # Counted when read.
     # With CLIENT_SSL set, it is not an SSL request to pass through.
     session.upgrading = True
     try:
-        pipe.dataReceived(held)
+        pipe.deliverHeld(held)
     finally:
         session.upgrading = False
 

@@ -56,8 +56,7 @@ class BackendStartTLS:
         greeting, self.greeting = self.greeting, b""
         if greeting:
             pipe = self.session.connection.downstream
-            pipe.nbytes -= len(greeting)  # Counted when read.
-            pipe.dataReceived(greeting)
+            pipe.deliverHeld(greeting)
 
     def _fail(self, why: str) -> list[Frame]:
         self.standIn.giveWay()

@@ -89,7 +89,7 @@ class Events:
         bug.
         """
         yield self.whenClosed(proxy)
-        self.case.assertEqual(proxy.connections, set())
+        self.case.assertEqual(proxy.connections, {})
         self.case.assertEqual(len(self.closed(proxy)), 1)
         self.case.assertEqual(self.failures(), [])
 

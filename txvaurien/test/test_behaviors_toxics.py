@@ -1359,7 +1359,7 @@ class DownTests(Case):
         assertFIN(self, client)
         self.assertEqual(h.reactor.tcpClients, [])
         client.lose()
-        self.assertEqual(h.factory.connections, set())
+        self.assertEqual(h.factory.connections, {})
 
     def test_liveConnectionsClosed(self) -> None:
         """
@@ -1432,7 +1432,7 @@ class SlowOpenTests(Case):
         self.assertEqual(activeCalls(h), [])
         h.reactor.advance(5)
         self.assertEqual(h.reactor.tcpClients, [])
-        self.assertEqual(h.factory.connections, set())
+        self.assertEqual(h.factory.connections, {})
 
     def test_liveConnectionUnaffected(self) -> None:
         """

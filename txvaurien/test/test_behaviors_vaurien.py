@@ -351,7 +351,7 @@ class DelayConnectionScopeTests(SynchronousTestCase):
         client.lose(Failure(ConnectionLost()))
         backend.lose()
         self.assertEqual(activeCalls(harness), [])
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(backend.received(), b"")
 
 
@@ -674,7 +674,7 @@ class ErrorTests(SynchronousTestCase):
         client, backend = harness.pair()
         client.send(b"get a\n")
         closeBoth(client, backend)
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
 
@@ -784,7 +784,7 @@ class HangTests(SynchronousTestCase):
         self.assertTrue(backend.transport.disconnecting)
         self.assertFalse(backend.transport.writeClosed)
         closeBoth(client, backend)
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
     def test_clientResetFreesEverything(self) -> None:
@@ -798,7 +798,7 @@ class HangTests(SynchronousTestCase):
         client.lose(Failure(ConnectionLost()))
         self.assertTrue(backend.transport.disconnecting)
         backend.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
     def test_requestScopeHungRequestNotForwarded(self) -> None:
@@ -846,7 +846,7 @@ class HangTests(SynchronousTestCase):
         client.send(b"get a\n")
         client.lose(Failure(ConnectionLost()))
         backend.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
     def test_requestScopeClientEndOfStream(self) -> None:
@@ -864,7 +864,7 @@ class HangTests(SynchronousTestCase):
         self.assertTrue(backend.transport.disconnecting)
         client.lose()
         backend.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
     def test_downstreamEndOfStreamKeptUnderRequestScope(self) -> None:
@@ -914,7 +914,7 @@ class BlackoutTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnected)
         self.assertEqual(harness.reactor.tcpClients, [])
         client.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_resetSendsRST(self) -> None:
         """
@@ -925,7 +925,7 @@ class BlackoutTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnected)
         self.assertEqual(harness.reactor.tcpClients, [])
         client.lose(Failure(ConnectionLost()))
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_requestScopeCutsAtRequest(self) -> None:
         """
@@ -946,7 +946,7 @@ class BlackoutTests(SynchronousTestCase):
         client.send(b"b\n")
         self.assertEqual(backend.received(), b"")
         closeBoth(client, backend)
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_requestScopePipelinedRequestsStop(self) -> None:
         """
@@ -1008,7 +1008,7 @@ class AbortTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnected)
         self.assertTrue(backend.transport.disconnected)
         closeBoth(client, backend)
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(activeCalls(harness), [])
 
     def test_requestScopeAbortAtResponse(self) -> None:

@@ -286,7 +286,7 @@ class BlackoutIntegrationTests(TestCase):
         result = yield threads.deferToThread(blockingRead, proxy.port)
         yield finished
         self.assertEqual(backend.connections, [])
-        self.assertEqual(proxy.connections, set())
+        self.assertEqual(proxy.connections, {})
         return result
 
     @inlineCallbacks
@@ -375,7 +375,7 @@ class HangIntegrationTests(TestCase):
         client.transport.loseConnection()
         yield finished
         yield server.lost
-        self.assertEqual(proxy.connections, set())
+        self.assertEqual(proxy.connections, {})
         self.assertEqual(client.received, b"")
         self.assertEqual(server.received, b"")
 

@@ -6,6 +6,7 @@ reactor).
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Generator
 
 from twisted.internet import defer, protocol, reactor, threads
@@ -138,6 +139,47 @@ class VaurienMethodTests(ClientTestCase):
 
         sleep, default = yield self.inThread(scenario)
         self.assertEqual((sleep, default), (4.0, "100:dummy"))
+
+
+class ConnectionsPagingTests(ClientTestCase):
+    """
+    C{connections()} asks a page at a time and returns every connection.
+    """
+
+    @defer.inlineCallbacks
+    def test_everyPageFetched(self) -> Generator[Any, Any, None]:
+        """
+        With pages of one connection, three live connections still come
+        back, oldest first, in three requests (the last page says there
+        is no more).
+        """
+        port = self.control.proxyPort()
+        sockets: list[socket.socket] = []
+        self.addCleanup(lambda: [s.close() for s in sockets])
+
+        def connect() -> None:
+            # Blocking: in a thread, while the reactor serves.
+            for _ in range(3):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sockets.append(s)
+                s.sendall(b"x\n")
+                s.recv(10)
+
+        yield self.inThread(connect)
+        self.client.pageSize = 1
+        requests = []
+        original = self.client._json
+
+        def counting(method: str, path: str, body: Any = None) -> Any:
+            requests.append(path)
+            return original(method, path, body)
+
+        self.client._json = counting  # type: ignore[method-assign]
+        listed = yield self.inThread(self.client.connections, "vaurien")
+        ids = [c["id"] for c in listed["vaurien"]]
+        self.assertEqual(len(ids), 3)
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(requests), 3)
 
 
 class ToxiproxyMethodTests(ClientTestCase):

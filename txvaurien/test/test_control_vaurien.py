@@ -382,3 +382,34 @@ class ConnectionsTests(VaurienTestCase):
         self.assertEqual(value, {"proxies": {"empty": []}})
         yield self.assertVaurienError("GET", "/connections?proxy=nope", None, 404,
                                       "querystring", "proxy", "no proxy named 'nope'")
+
+    @defer.inlineCallbacks
+    def test_pages(self) -> Generator[Any, Any, None]:
+        """
+        C{?limit=} lists at most that many connections, oldest first, and
+        C{more} names the id to go on C{?after=}; the last page has no
+        C{more}.  A limit out of range, or an C{after} that is not an
+        integer, gets a 400 naming it.
+        """
+        clients = []
+        for _ in range(3):
+            client = yield pinger(self, self.control.proxyPort())
+            yield client.ping(b"x\n")
+            clients.append(client)
+        status, first = yield self.control.json("GET", "/connections?proxy=vaurien&limit=2")
+        self.assertEqual(status, 200)
+        ids = [c["id"] for c in first["proxies"]["vaurien"]]
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(first["more"], {"vaurien": ids[-1]})
+        status, second = yield self.control.json(
+            "GET", "/connections?proxy=vaurien&limit=2&after={}".format(ids[-1]))
+        [last] = second["proxies"]["vaurien"]
+        self.assertGreater(last["id"], ids[-1])
+        self.assertNotIn("more", second)
+        yield self.assertVaurienError("GET", "/connections?limit=0", None, 400,
+                                      "querystring", "limit",
+                                      "limit must be an integer from 1 to 1000, got '0'")
+        yield self.assertVaurienError("GET", "/connections?after=x", None, 400,
+                                      "querystring", "after",
+                                      "after must be an integer at least -1, got 'x'")

@@ -126,7 +126,8 @@ class ControlTests(TestCase):
         for n in range(3):
             client.send(n)
         yield poll(lambda: len(client.received) == 3)
-        (connection,) = describeConnections(self.proxy)
+        (connection,), more = describeConnections(self.proxy)
+        self.assertFalse(more)
         self.assertEqual(connection["peer"].split(":")[0], "127.0.0.1")
         self.assertEqual(connection["scope"], "connection")
         text = Metrics(self.manager).render()[0].decode()

@@ -106,7 +106,7 @@ class SessionTests(SynchronousTestCase):
         self.assertLessEqual(most, 501)
         rig.clock.advance(5)
         self.assertEqual(rig.proxy.sessions, {})
-        self.assertEqual(rig.proxy.connections, set())
+        self.assertEqual(rig.proxy.connections, {})
 
     def test_sessionBoundRefusesAndCounts(self) -> None:
         """

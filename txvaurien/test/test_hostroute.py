@@ -329,7 +329,7 @@ class InMemoryTests(SynchronousTestCase):
         client.lose()
         self.assertEqual(self.harness.reactor.getDelayedCalls(), [])
         self.assertNotIn("dataReceived", vars(client.protocol))
-        self.assertEqual(self.harness.factory.connections, set())
+        self.assertEqual(self.harness.factory.connections, {})
         client = self.harness.accept()
         client.transport.hold = lambda: None
         client.send(_get("a.test"))
@@ -337,7 +337,7 @@ class InMemoryTests(SynchronousTestCase):
         self.harness.reactor.advance(0)
         self.assertEqual(self.dialled(), [])
         self.assertEqual(self.harness.reactor.getDelayedCalls(), [])
-        self.assertEqual(self.harness.factory.connections, set())
+        self.assertEqual(self.harness.factory.connections, {})
 
     def test_connectTimeoutCancelsDial(self) -> None:
         """
@@ -352,7 +352,7 @@ class InMemoryTests(SynchronousTestCase):
         connection.close()
         self.assertTrue(connector.stoppedConnecting)
         client.lose()
-        self.assertEqual(self.harness.factory.connections, set())
+        self.assertEqual(self.harness.factory.connections, {})
 
     def test_h11ParserRoutesToo(self) -> None:
         """

@@ -883,7 +883,7 @@ class ProxyTests(SynchronousTestCase):
             bulk(b"%d" % i) if b"%d" % i in echoed else b"-ERR swallowed\r\n"
             for i in range(len(commands)))
         self.assertEqual(client.received(), expected)
-        self.assertEqual(harness.factory.connections, {client.protocol.connection})
+        self.assertEqual(list(harness.factory.connections), [client.protocol.connection])
 
     def test_connectFailedSendsError(self) -> None:
         """

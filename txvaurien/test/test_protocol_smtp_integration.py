@@ -322,7 +322,7 @@ class ErrorTests(TestCase):
         self.assertEqual(first[0], 421)
         self.assertIsInstance(disconnected, smtplib.SMTPServerDisconnected)
         yield events.whenClosed(proxy)
-        self.assertEqual(proxy.connections, set())
+        self.assertEqual(proxy.connections, {})
 
     @defer.inlineCallbacks
     def requestScopeRun(self, behavior: str, seed: int, settings: Any = None) -> Generator[Any, Any, Any]:

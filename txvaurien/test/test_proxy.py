@@ -181,7 +181,7 @@ class ProxyCoreTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnected)
         self.assertEqual(len(harness.factory.connections), 1)
         client.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_clientLostClosesBackend(self) -> None:
         """
@@ -192,7 +192,7 @@ class ProxyCoreTests(SynchronousTestCase):
         client.lose(Failure(ConnectionLost()))
         self.assertTrue(backend.transport.disconnecting)
         backend.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
 
 class BackendFailureTests(SynchronousTestCase):
@@ -225,7 +225,7 @@ class BackendFailureTests(SynchronousTestCase):
         self.assertIn("nobody home", event["why"])
         self.assertEqual(harness.factory.backendFailures, 1)
         client.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
         self.assertEqual(len(self._backendWarnings()), 1)
 
     def test_timeoutIsReported(self) -> None:
@@ -259,7 +259,7 @@ class BackendFailureTests(SynchronousTestCase):
         client = harness.accept()
         client.lose()
         self.assertTrue(harness.reactor.connectors[0].stoppedConnecting)
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_lateBackendAfterClientLeftIsClosed(self) -> None:
         """
@@ -373,7 +373,7 @@ class FaultTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
         self.assertEqual(harness.reactor.tcpClients, [])
         client.lose()
-        self.assertEqual(harness.factory.connections, set())
+        self.assertEqual(harness.factory.connections, {})
 
     def test_timersCancelledOnClose(self) -> None:
         """
