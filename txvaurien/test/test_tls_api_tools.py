@@ -15,7 +15,7 @@ from typing import Any, Generator
 
 from twisted.internet import defer, threads
 
-from txvaurien import ctl
+from txvaurien import _ctlcommands, ctl
 from txvaurien.client import BadRequest, Client
 from txvaurien.control.tlsconfig import listenOptions, upstreamOptions
 from txvaurien.test.controlhelpers import Control
@@ -201,7 +201,7 @@ class DocsExamplesTests(_TLSControlCase):
         sent = re.search(r"sends::\n\n((?:    .*\n|\n)+)", text)
         assert sent is not None
         documented = json.loads(sent.group(1))
-        self.assertEqual(ctl._tlsObject(args), documented["tls"])
+        self.assertEqual(_ctlcommands._tlsObject(args), documented["tls"])
         self.assertEqual((args.listen, args.upstream),
                          (documented["listen"], documented["upstream"]))
         control = self.control()
