@@ -32,7 +32,8 @@ from twisted.application.service import MultiService
 from txvaurien import endpoints, journal, logs, scenario
 from txvaurien.config import Configuration, fromValues
 from txvaurien.datagram.addresses import isDatagram
-from txvaurien.control.manager import ProxyDefaults, ProxyManager
+from txvaurien.control.managed import ProxyDefaults
+from txvaurien.control.manager import ProxyManager
 from txvaurien.control.server import ControlService, buildSite
 from txvaurien.demo import DemoBackend, DemoService
 from txvaurien.proxy import ProxyServerFactory

@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from txvaurien.control.manager import ManagedProxy, ProxyManager
+from txvaurien.control.managed import ManagedProxy
+from txvaurien.control.manager import ProxyManager
 
 
 class ProxyCollector:

@@ -13,7 +13,8 @@ from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
 
 from txvaurien import logs
-from txvaurien.control.manager import ProxyManager, addressText
+from txvaurien.control.managed import addressText
+from txvaurien.control.manager import ProxyManager
 from txvaurien.control.events import EventsAPI
 from txvaurien.control.metrics import Metrics
 from txvaurien.control.resource import ControlResource, ControlSite

@@ -30,7 +30,8 @@ from typing import Any
 from txvaurien import options
 from txvaurien.control import errors
 from txvaurien.control.jsonio import BodyError, decodeStrict
-from txvaurien.control.manager import ManagedProxy, ProxyManager, addressText, baseOptions
+from txvaurien.control.managed import ManagedProxy, addressText, baseOptions
+from txvaurien.control.manager import ProxyManager
 from txvaurien.control.tlsconfig import describeBackend
 from txvaurien.control.resource import (
     VAURIEN,

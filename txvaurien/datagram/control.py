@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from txvaurien.control import errors
-from txvaurien.control.manager import ManagedProxy, ProxyManager
+from txvaurien.control.managed import ManagedProxy
+from txvaurien.control.manager import ProxyManager
 from txvaurien.datagram.addresses import (
     AddressError,
     isDatagram,

@@ -14,7 +14,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from txvaurien.control.errors import ApiError
-from txvaurien.control.manager import ProxyDefaults, ProxyManager
+from txvaurien.control.managed import ProxyDefaults
+from txvaurien.control.manager import ProxyManager
 from txvaurien.control.metrics import Metrics
 from txvaurien.control.toxics import buildToxic
 from txvaurien.control.vaurien_api import describeConnections

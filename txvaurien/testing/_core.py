@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from txvaurien.control import errors
-from txvaurien.control.manager import ManagedProxy, ProxyDefaults, ProxyManager
+from txvaurien.control.managed import ManagedProxy, ProxyDefaults
+from txvaurien.control.manager import ProxyManager
 from txvaurien.control.toxics import buildToxic
 from txvaurien.randomness import RandomSource
 from txvaurien.registry import Registry, defaultRegistry

@@ -33,7 +33,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport
 
-from txvaurien.control.manager import ManagedProxy, baseOptions
+from txvaurien.control.managed import ManagedProxy, baseOptions
 from txvaurien.testing._core import (
     ChaosUsageError,
     addToxic,

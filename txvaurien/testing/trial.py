@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 from twisted.internet.defer import Deferred, succeed
 
-from txvaurien.control.manager import ManagedProxy, ProxyManager, baseOptions
+from txvaurien.control.managed import ManagedProxy, baseOptions
+from txvaurien.control.manager import ProxyManager
 from txvaurien.testing._core import (
     Addressed,
     ChaosUsageError,
