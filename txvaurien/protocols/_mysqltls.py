@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from txvaurien.frames import Frame
-from txvaurien.protocols._mysqlpackets import CLIENT_MYSQL, CLIENT_SSL, _COMMAND_PHASE
+from txvaurien.protocols._mysqlpackets import CLIENT_PROTOCOL_41, CLIENT_SSL, _COMMAND_PHASE
 from txvaurien.protocols._mysqlpg import int16
 from txvaurien.protocols._standin import StandIn
 
@@ -120,12 +120,15 @@ def _response(session: Any, standIn: StandIn, data: bytes) -> list[Frame]:
     if len(packet) < 4 + 9 or int16(packet, 4) & CLIENT_SSL:
         return upstream.feed(packet + rest)
     capabilities = int.from_bytes(packet[4:8], "little") | CLIENT_SSL
-    if not capabilities & CLIENT_MYSQL or not len(packet) >= 4 + 32:
+    if not capabilities & CLIENT_PROTOCOL_41 or len(packet) < 4 + 32:
         # Protocol 4.1 only: its SSL request takes 32 bytes.
         connection.tlsUpgradeEnded("the client does not speak protocol 4.1")
         return []
+    # The SSL request is the response's first 32 bytes: capabilities,
+    # packet size, character set, and the filler whose last 4 bytes are
+    # MariaDB's extended capabilities.
     request = (b"\x20\x00\x00\x01" + capabilities.to_bytes(4, "little")
-               + packet[8:13] + bytes(23))
+               + packet[8:4 + 32])
     session.backendShift = True
     session.heldResponse = packet[:4] + capabilities.to_bytes(4, "little") + packet[8:] + rest
     connection.backend.transport.write(request)

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from txvaurien.protocols.mysql import CLIENT_PROTOCOL_41, CLIENT_SSL, MySQL
 from txvaurien.test.helpers import listenProxy
 from txvaurien.test.realclients import recordMessages
-from txvaurien.test.servers import requireModule, sharedServer
+from txvaurien.test.servers import requireBinary, requireModule, run, sharedServer
 from txvaurien.test.test_protocol_mysql_integration import (
     ED_PASSWORD,
     ED_USER,
@@ -327,6 +327,23 @@ class MySQLBackendTLSTests(TestCase):
         self.assertEqual(results, [("TLS", ((42,),), False, False)] * 3)
         self.assertIn(("request", "COM_QUERY"),
                       [(m.kind, m.meta.get("command")) for m in messages])
+
+    @defer.inlineCallbacks
+    def test_mariadbClientInClear(self) -> Generator[Any, Any, Any]:
+        """
+        The C{mariadb} client (MariaDB Connector/C, which clears
+        C{CLIENT_MYSQL} and sends MariaDB's extended capabilities) with
+        C{--ssl=0} logs in through the proxy, and the server's session is
+        TLS.
+        """
+        mariadb = requireBinary("mariadb", "mariadb-client")
+        proxy = self.proxy()
+        output = yield run([
+            mariadb, "-h127.0.0.1", "-P%d" % proxy.port, "-u" + USER, "-p" + PASSWORD,
+            "--ssl=0", "-Dtxvaurien", "--batch", "--skip-column-names", "-e",
+            "SELECT variable_value LIKE 'TLS%' FROM information_schema.session_status "
+            "WHERE variable_name = 'Ssl_version'; SELECT seq FROM seq_1_to_3"])
+        self.assertEqual(output, "1\n1\n2\n3\n")
 
     @defer.inlineCallbacks
     def test_errorAfterSwitch(self) -> Generator[Any, Any, Any]:
