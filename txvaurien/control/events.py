@@ -27,8 +27,15 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from txvaurien import logs
-from txvaurien.control.errors import ApiError
-from txvaurien.control.resource import VAURIEN, Reply, Route, queryArgument, vaurienReply
+from txvaurien.control.resource import (
+    VAURIEN,
+    Reply,
+    Route,
+    countArgument,
+    limitArgument,
+    queryArgument,
+    vaurienReply,
+)
 from txvaurien.journal import Journal, encode
 
 _log = logs.logger("txvaurien.control")
@@ -38,20 +45,6 @@ STREAM_BACKLOG = 1024 * 1024
 
 #: The most events one C{GET /events} returns.
 MAX_LIMIT = 10000
-
-
-def _cursorArgument(value: str | None, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ApiError(
-            "{} must be a non-negative integer, got {!r}".format(name, value),
-            400, name, "querystring")
-    return number
 
 
 class JournalCollector:
@@ -109,18 +102,14 @@ class EventsAPI:
         ]
 
     def events(self, request: Any) -> Reply:
-        since = _cursorArgument(queryArgument(request, "since"), "since", 0)
-        limit = _cursorArgument(queryArgument(request, "limit"), "limit", 1000)
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ApiError(
-                "limit must be between 1 and {}, got {}".format(MAX_LIMIT, limit),
-                400, "limit", "querystring")
+        since = countArgument(queryArgument(request, "since"), "since", 0)
+        limit = limitArgument(request, 1000, MAX_LIMIT)
         events, cursor = self.journal.since(since, limit)
         return vaurienReply({"events": events, "cursor": cursor})
 
     def stream(self, request: Any) -> Deferred:
         last = request.getHeader(b"last-event-id")
-        since = _cursorArgument(
+        since = countArgument(
             queryArgument(request, "since")
             or (last.decode("ascii", "replace") if last else None),
             "since", self.journal.cursor)

@@ -235,6 +235,41 @@ def queryArgument(request: Any, name: str) -> str | None:
     return bytes(values[0]).decode("utf-8", "replace")
 
 
+def countArgument(value: str | None, name: str, default: int) -> int:
+    """
+    A non-negative integer given as the query argument (or header) C{name}
+    (a cursor, an id), or C{default} when C{value} is L{None} or empty.
+
+    @raise ApiError: (400) if it is not one.
+    """
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ApiError(
+            "{} must be a non-negative integer, got {!r}".format(name, value),
+            400, name, "querystring")
+    return number
+
+
+def limitArgument(request: Any, default: int, maximum: int) -> int:
+    """
+    The C{?limit=} of a listing: from 1 to C{maximum}, C{default} if not
+    given.
+
+    @raise ApiError: (400) if it is not an integer in range.
+    """
+    limit = countArgument(queryArgument(request, "limit"), "limit", default)
+    if not 1 <= limit <= maximum:
+        raise ApiError(
+            "limit must be between 1 and {}, got {}".format(maximum, limit),
+            400, "limit", "querystring")
+    return limit
+
+
 Handler = Callable[..., Any]
 
 

@@ -37,6 +37,8 @@ from txvaurien.control.resource import (
     VAURIEN,
     Reply,
     Route,
+    countArgument,
+    limitArgument,
     queryArgument,
     readBody,
     vaurienError,
@@ -191,8 +193,8 @@ class VaurienAPI:
             selected = [proxies[name]]
         else:
             selected = [proxies[n] for n in sorted(proxies)]
-        limit = _count(request, "limit", LIST_LIMIT, 1, MAX_LIST_LIMIT)
-        after = _count(request, "after", -1, -1, None)
+        limit = limitArgument(request, LIST_LIMIT, MAX_LIST_LIMIT)
+        after = countArgument(queryArgument(request, "after"), "after", -1)
         listed = {}
         more = {}
         for proxy in selected:
@@ -209,27 +211,6 @@ class VaurienAPI:
 #: C{?limit=} says otherwise, and the most it may ask for.
 LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
-
-
-def _count(request: Any, name: str, default: int, lowest: int, highest: int | None) -> int:
-    """
-    The integer query argument C{name}, or C{default}.
-
-    @raise errors.ApiError: (400) if it is not an integer in range.
-    """
-    text = queryArgument(request, name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = lowest - 1
-    if value < lowest or (highest is not None and value > highest):
-        bound = "from {} to {}".format(lowest, highest) if highest is not None else (
-            "at least {}".format(lowest))
-        raise errors.ApiError("{} must be an integer {}, got {!r}".format(name, bound, text),
-                              400, name, "querystring")
-    return value
 
 
 def describeConnections(proxy: ManagedProxy, limit: int | None = None,

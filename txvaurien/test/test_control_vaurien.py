@@ -388,8 +388,8 @@ class ConnectionsTests(VaurienTestCase):
         """
         C{?limit=} lists at most that many connections, oldest first, and
         C{more} names the id to go on C{?after=}; the last page has no
-        C{more}.  A limit out of range, or an C{after} that is not an
-        integer, gets a 400 naming it.
+        C{more}.  A limit out of range, or an C{after} that is not a
+        non-negative integer, gets a 400 naming it, as C{/events} says it.
         """
         clients = []
         for _ in range(3):
@@ -409,7 +409,7 @@ class ConnectionsTests(VaurienTestCase):
         self.assertNotIn("more", second)
         yield self.assertVaurienError("GET", "/connections?limit=0", None, 400,
                                       "querystring", "limit",
-                                      "limit must be an integer from 1 to 1000, got '0'")
+                                      "limit must be between 1 and 1000, got 0")
         yield self.assertVaurienError("GET", "/connections?after=x", None, 400,
                                       "querystring", "after",
-                                      "after must be an integer at least -1, got 'x'")
+                                      "after must be a non-negative integer, got 'x'")
