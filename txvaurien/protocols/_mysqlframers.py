@@ -54,6 +54,7 @@ from txvaurien.protocols._mysqlpackets import (
     okStatus,
 )
 from txvaurien.protocols._mysqlpg import PREFIX, UnitFramer, int16, remember, sqlVerb
+from txvaurien.protocols._standin import StandIn
 
 if TYPE_CHECKING:
     from txvaurien.protocols.mysql import MySQLSession
@@ -102,8 +103,6 @@ class MySQLRequestFramer(_PacketFramer):
     Frames what the client sends: handshake packets, commands and the
     data the server asks for within a command.
     """
-
-    feedBefore: Any = None
 
     def __init__(self, session: MySQLSession) -> None:
         _PacketFramer.__init__(self, UPSTREAM, session)
@@ -156,7 +155,7 @@ class MySQLRequestFramer(_PacketFramer):
             return True
         return False
 
-    def sslRequest(self, data: bytes) -> list[Frame]:
+    def sslRequest(self, standIn: StandIn, data: bytes) -> list[Frame]:
         """
         Frame the client's first packet when the handler upgrades and the
         server offers SSL (it stands in for L{feed}, from the greeting
@@ -170,6 +169,8 @@ class MySQLRequestFramer(_PacketFramer):
         is framed as its handshake L{DATA} message, without its bytes, so
         that nothing writes it again.  Any other first packet is framed
         as usual.
+
+        @param standIn: the L{StandIn} this stands in for C{feed} with.
         """
         session = self.mysql
         buffered = self.held + data
@@ -183,10 +184,7 @@ class MySQLRequestFramer(_PacketFramer):
             self.held = buffered
             return []
         # From now on, the feed this one stood in for.
-        self.__dict__.pop("feed", None)
-        if self.feedBefore is not None:
-            self.feed = self.feedBefore  # type: ignore[method-assign]
-            self.feedBefore = None
+        standIn.giveWay()
         if not upgrade:
             return self.feed(data)
         self.held = b""
@@ -333,8 +331,7 @@ class MySQLResponseFramer(_PacketFramer):
         if capabilities & CLIENT_SSL and session.handler.tls.enabled:
             # The client's first packet may be an SSL request to upgrade.
             upstream = session.upstream
-            upstream.feedBefore = upstream.__dict__.get("feed")
-            upstream.feed = upstream.sslRequest
+            first = StandIn(upstream, lambda data: upstream.sslRequest(first, data))
 
     def _terminator(self, data: bytes, body: int, length: int, deprecateEOF: bool) -> bool:
         return data[body] == 0xFE and length < (MAX_PACKET if deprecateEOF else 9)

@@ -63,6 +63,7 @@ from txvaurien.protocols._mysqlpg import (
     sqlVerb,
 )
 from txvaurien.protocols._pgtls import GSSENC_REQUEST, SSL_REQUEST, prepareBackend
+from txvaurien.protocols._standin import StandIn
 from txvaurien.protocols.base import ProtocolHandler, Session
 from txvaurien.upgrade import BACKEND_OPTIONS as BACKEND_UPGRADE_OPTIONS
 from txvaurien.upgrade import OPTIONS as UPGRADE_OPTIONS
@@ -166,8 +167,6 @@ class FrontendFramer(UnitFramer):
     and the data they carry.
     """
 
-    feedBefore: Any = None
-
     def __init__(self, session: PostgreSQLSession) -> None:
         UnitFramer.__init__(self, UPSTREAM, session)
         self.pg = session
@@ -247,11 +246,9 @@ class FrontendFramer(UnitFramer):
         if code == SSL_REQUEST or code == GSSENC_REQUEST:
             session.awaiting = b"S" if code == SSL_REQUEST else b"G"
             if code == SSL_REQUEST and session.handler.tls.enabled:
-                # The answer is read by sslAnswer, this once (over whatever
-                # feed the framer has, which it restores).
+                # The answer is read by sslAnswer, this once.
                 downstream = session.downstream
-                downstream.feedBefore = downstream.__dict__.get("feed")
-                downstream.feed = downstream.sslAnswer
+                answer = StandIn(downstream, lambda data: downstream.sslAnswer(answer, data))
             name = "SSLRequest" if code == SSL_REQUEST else "GSSENCRequest"
             return self.newMessage(DATA, {"command": name}), True
         if code == CANCEL_REQUEST:
@@ -336,9 +333,7 @@ class BackendFramer(UnitFramer):
             pos = end
         return pos
 
-    feedBefore: Any = None
-
-    def sslAnswer(self, data: bytes) -> list[Frame]:
+    def sslAnswer(self, standIn: StandIn, data: bytes) -> list[Frame]:
         """
         Frame the server's answer to an SSLRequest when the handler
         upgrades: an C{S} is the proxy's to give.  It writes C{S} to the
@@ -346,11 +341,10 @@ class BackendFramer(UnitFramer):
         client at that point), switches both legs to TLS, and frames the
         C{SSLResponse} without its byte, so that nothing is written again.
         Any other answer is framed as usual.
+
+        @param standIn: the L{StandIn} this stands in for C{feed} with.
         """
-        self.__dict__.pop("feed", None)
-        if self.feedBefore is not None:
-            self.feed = self.feedBefore  # type: ignore[method-assign]
-            self.feedBefore = None
+        standIn.giveWay()
         session = self.pg
         if self.held or data[:1] != b"S" or session.awaiting != b"S":
             return self.feed(data)
