@@ -192,12 +192,7 @@ class InbandTLS:
         that cannot be verified gets the client the session's
         C{connectFailed} error, inside TLS.
         """
-        try:
-            clientOptions = self.clientOptions(connection.proxy.backend)
-        except ValueError as e:
-            connection.tlsUpgradeEnded(str(e))
-            return
-        connection.startTLS(self.server, clientOptions)
+        self._withBackend(connection, self.server)
 
     def startBackend(self, connection: Any) -> None:
         """
@@ -206,12 +201,19 @@ class InbandTLS:
         C{connection} alone (the client speaks in clear, or switches with
         the proxy later: L{startClient}).
         """
+        self._withBackend(connection, None)
+
+    def _withBackend(self, connection: Any, serverOptions: Any) -> None:
+        """
+        Layer TLS on the backend leg, verified, and on the client's with
+        C{serverOptions} unless it is L{None}.
+        """
         try:
             clientOptions = self.clientOptions(connection.proxy.backend)
         except ValueError as e:
             connection.tlsUpgradeEnded(str(e))
             return
-        connection.startTLS(None, clientOptions)
+        connection.startTLS(serverOptions, clientOptions)
 
     def startClient(self, connection: Any) -> None:
         """
