@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from zope.interface import implementer
 
 from txvaurien import logs
-from txvaurien.frames import DATA, DOWNSTREAM, Frame, Message
+from txvaurien.frames import DATA, Frame, Message
 from txvaurien.interfaces import IFramer
 from txvaurien.protocols._httpheads import H11, Head, HeadReader, InvalidHead, readHead
-from txvaurien.protocols.base import Framer
+from txvaurien.protocols.base import UNFRAMED, Framer, SwitchingFramer
 
 if TYPE_CHECKING:
     from txvaurien.protocols.http import HTTPSession
@@ -40,7 +40,7 @@ _CHUNK_CR = 4  # the CRLF after chunk data
 _CHUNK_LF = 5  # the LF after chunk data's CR
 _TRAILER = 6  # trailer lines, until an empty one
 _CLOSE = 100  # everything until the end of the stream is the current message
-_DATA = 101  # unframed: each chunk read is one DATA message
+_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
 _CUT = 9  # end the current message here, then unframed
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -84,7 +84,7 @@ def _chunkSize(line: bytes) -> int:
 
 
 @implementer(IFramer)
-class _Framer(Framer):
+class _Framer(SwitchingFramer):
     """
     What request and response framers share: the state machine of message
     bodies and the emission of frames.
@@ -179,19 +179,6 @@ class _Framer(Framer):
         self.scanned = self.lead = 0
         self.logInvalid(why)
         self._invalid(why)
-
-    @property
-    def quiet(self) -> bool:
-        """
-        Whether the proxy may skip this framer: once the connection left
-        HTTP, the client's framer once it frames every chunk as it
-        comes and holds nothing, the backend's at once (what it still
-        frames runs until the end of the stream, and no byte depends on
-        it).
-        """
-        if self.direction == DOWNSTREAM:
-            return bool(self.session.raw)
-        return bool(self.session.raw) and self.state == _DATA and not self.held
 
     # IFramer
 

@@ -25,7 +25,7 @@ from txvaurien.frames import (
     Message,
 )
 from txvaurien.interfaces import IFramer
-from txvaurien.protocols.base import Framer
+from txvaurien.protocols.base import UNFRAMED, Framer, SwitchingFramer
 
 if TYPE_CHECKING:
     from txvaurien.protocols.smtp import SMTPSession
@@ -44,7 +44,7 @@ _LINE = 0  # at the start of a line (command or reply)
 _BODY = 1  # message content after DATA, until <CRLF>.<CRLF>
 _CHUNK = 2  # BDAT chunk data; `remaining` bytes to go
 _CLOSE = 100  # the current message goes on until the end of the stream
-_DATA = 101  # unframed: each chunk read is one DATA message
+_DATA = UNFRAMED  # unframed: each chunk read is one DATA message
 
 _TERMINATOR = b"\r\n.\r\n"
 _BDAT = re.compile(rb"^BDAT[ \t]+(\d{1,18})(?:[ \t]+LAST)?[ \t]*\r?\n$", re.IGNORECASE)
@@ -58,7 +58,7 @@ def _verb(line: bytes) -> str:
     return word[:16].upper().decode("ascii", "replace")
 
 
-class _Framer(Framer):
+class _Framer(SwitchingFramer):
     """
     What both SMTP framers share.
     """
@@ -70,19 +70,6 @@ class _Framer(Framer):
     def __init__(self, session: SMTPSession) -> None:
         Framer.__init__(self, session)
         self.state = _LINE
-
-    @property
-    def quiet(self) -> bool:
-        """
-        Whether the proxy may skip this framer: once the connection left
-        SMTP, the client's framer once it frames every chunk as it
-        comes and holds nothing, the backend's at once (what it still
-        frames runs until the end of the stream, and no byte depends on
-        it).
-        """
-        if self.direction == DOWNSTREAM:
-            return bool(self.session.raw)
-        return bool(self.session.raw) and self.state == _DATA and not self.held
 
     def finish(self) -> list[Frame]:
         """

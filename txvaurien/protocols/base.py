@@ -329,6 +329,34 @@ class Framer(HotMethods):
         return frames
 
 
+#: The state of a L{SwitchingFramer} that frames each chunk read as one
+#: L{DATA} message, as it comes (the connection left the protocol).
+UNFRAMED = 101
+
+
+class SwitchingFramer(Framer):
+    """
+    A framer of a protocol the connection may leave as expected (HTTP's
+    upgrades and C{CONNECT}, SMTP's C{STARTTLS}; L{Session.switch}), with
+    a C{state} that is L{UNFRAMED} once the client's framer frames every
+    chunk as it comes.
+    """
+
+    state: int
+
+    @property
+    def quiet(self) -> bool:
+        """
+        Whether the proxy may skip this framer: once the connection left
+        the protocol, the client's framer once it is L{UNFRAMED} and holds
+        nothing, the backend's at once (what it still frames runs until
+        the end of the stream, and no byte depends on it).
+        """
+        if self.direction == DOWNSTREAM:
+            return bool(self.session.raw)
+        return bool(self.session.raw) and self.state == UNFRAMED and not self.held
+
+
 @implementer(IProtocolSession)
 class Session:
     """
