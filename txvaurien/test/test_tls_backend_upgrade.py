@@ -24,7 +24,7 @@ from txvaurien.test.realclients import recordMessages
 from txvaurien.test.servers import requireModule, sharedServer
 from txvaurien.test.test_protocol_postgresql_integration import PASSWORD, startPostgres
 from txvaurien.test.test_protocol_smtp_integration import client, message, startBackend
-from txvaurien.test.tlshelpers import TestCertificates, sharedCertificates
+from txvaurien.test.tlshelpers import BackendTLSProxies, TestCertificates, sharedCertificates
 
 
 def startSSLPostgres() -> defer.Deferred:
@@ -36,26 +36,20 @@ def startSSLPostgres() -> defer.Deferred:
 SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
-class PostgreSQLBackendTLSTests(TestCase):
+class PostgreSQLBackendTLSTests(BackendTLSProxies, TestCase):
     """
     psycopg through a proxy with C{tls_backend=always}, against
     PostgreSQL with C{ssl=on}.
     """
 
     timeout = 120
+    protocolName = "postgresql"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.psycopg = requireModule("psycopg", "psycopg[binary]")
         self.certs = sharedCertificates("postgresql-ssl")
         self.server = yield sharedServer("postgresql-ssl", startSSLPostgres)
-
-    def proxy(self, behavior: str = "100:dummy", port: int | None = None,
-              **settings: Any) -> Any:
-        protocolSettings = {"tls_backend": "always", "tls_ca_file": self.certs.caFile}
-        protocolSettings.update(settings)
-        return listenProxy(self, port or self.server.port, behavior, protocol="postgresql",
-                           protocolSettings=protocolSettings)
 
     def connect(self, port: int, sslmode: str, **kwargs: Any) -> Any:
         return self.psycopg.connect(

@@ -28,7 +28,7 @@ from txvaurien.test.test_protocol_mysql_integration import (
     USER,
     startMariaDB,
 )
-from txvaurien.test.tlshelpers import TestCertificates, sharedCertificates
+from txvaurien.test.tlshelpers import BackendTLSProxies, TestCertificates, sharedCertificates
 from txvaurien.tls.transport import HalfCloseTLS
 
 #: CLIENT_LONG_PASSWORD | CLIENT_SECURE_CONNECTION, with PROTOCOL_41 and SSL.
@@ -242,26 +242,20 @@ def startSecureMariaDB() -> defer.Deferred:
                         extra=["--require-secure-transport=ON"])
 
 
-class MySQLBackendTLSTests(TestCase):
+class MySQLBackendTLSTests(BackendTLSProxies, TestCase):
     """
     PyMySQL in clear through a proxy with C{tls_backend=always}, against
     MariaDB that refuses connections without TLS.
     """
 
     timeout = 120
+    protocolName = "mysql"
 
     @defer.inlineCallbacks
     def setUp(self) -> Generator[Any, Any, Any]:
         self.pymysql = requireModule("pymysql", "PyMySQL")
         self.certs = sharedCertificates("mariadb-secure")
         self.server = yield sharedServer("mariadb-secure", startSecureMariaDB)
-
-    def proxy(self, behavior: str = "100:dummy", port: int | None = None,
-              **settings: Any) -> Any:
-        protocolSettings = {"tls_backend": "always", "tls_ca_file": self.certs.caFile}
-        protocolSettings.update(settings)
-        return listenProxy(self, port or self.server.port, behavior, protocol="mysql",
-                           protocolSettings=protocolSettings)
 
     def connect(self, port: int, user: str = USER, password: str = PASSWORD,
                 **kwargs: Any) -> Any:

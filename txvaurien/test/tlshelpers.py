@@ -174,6 +174,32 @@ def sharedCertificates(name: str) -> TestCertificates:
     return _shared[name]
 
 
+class BackendTLSProxies:
+    """
+    For test cases of C{tls_backend=always} against a shared server
+    (C{self.server}, whose certificates are C{self.certs}): proxies of
+    L{protocolName} in front of it.
+    """
+
+    protocolName: str
+    certs: TestCertificates
+    server: Any
+
+    def proxy(self, behavior: str = "100:dummy", port: int | None = None,
+              **settings: Any) -> Any:
+        """
+        A proxy with C{tls_backend=always}, verifying the server with the
+        test CA, to C{port} (default: the shared server's), with more
+        protocol C{settings}.
+        """
+        from txvaurien.test.helpers import listenProxy
+
+        protocolSettings = {"tls_backend": "always", "tls_ca_file": self.certs.caFile}
+        protocolSettings.update(settings)
+        return listenProxy(self, port or self.server.port, behavior,
+                           protocol=self.protocolName, protocolSettings=protocolSettings)
+
+
 class _Hello(resource.Resource):
     isLeaf = True
 
