@@ -299,6 +299,14 @@ class HalfCloseTLS(BufferingTLSTransport):
         self._pending = None
         BufferingTLSTransport.connectionLost(self, reason)
 
+    #: Whether the transport beneath is a plain socket that records may be
+    #: written to directly (L{_flushSendBIO}), known once connected.
+    _direct = False
+
+    def makeConnection(self, transport: Any) -> None:
+        self._direct = _twisted.plainSocketTransport(transport)
+        BufferingTLSTransport.makeConnection(self, transport)
+
     def _flushSendBIO(self) -> None:
         """
         Write what OpenSSL made to the socket: at once when nothing waits
@@ -315,7 +323,7 @@ class HalfCloseTLS(BufferingTLSTransport):
         except WantReadError:
             return
         raw: Any = self.transport
-        if _twisted.plainSocketTransport(raw) and _twisted.writable(raw):
+        if self._direct and _twisted.writable(raw):
             sent = _twisted.socketSend(raw, data)
             if sent == len(data):
                 return
